@@ -1,0 +1,71 @@
+"""The one public door to every data set: ``load_dataset(name, **options)``."""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+from transferjax.data import builtin, external, scenes, spots
+from transferjax.data.container import Dataset
+from transferjax.errors import DataError
+
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "mnist": builtin.load_mnist,
+    "scenes": scenes.load_scenes,
+    "digits": builtin.load_digits,
+    "faces": builtin.load_faces,
+    "spots": spots.load_spots,
+}
+# Names with an argument after the colon.
+PREFIX_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "tfds": external.load_tfds,
+    "npz": external.load_npz_dataset,
+}
+VALID_NAMES = tuple(LOADERS) + ("tfds:NAME", "npz:PATH")
+
+
+def _resolve(name: str) -> tuple[Callable[..., Dataset], tuple[Any, ...]]:
+  if not isinstance(name, str):
+    raise DataError(f"Data set name must be a string, got {name!r}.")
+  if name in LOADERS:
+    return LOADERS[name], ()
+  prefix, sep, arg = name.partition(":")
+  if sep and prefix in PREFIX_LOADERS:
+    if not arg:
+      raise DataError(f"{name!r}: give the {prefix} argument after the colon, "
+                      f"e.g. {'tfds:mnist' if prefix == 'tfds' else 'npz:/data/x.npz'}.")
+    return PREFIX_LOADERS[prefix], (arg,)
+  raise DataError(f"Unknown data set {name!r}. Valid names: {', '.join(VALID_NAMES)}.")
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+  """The options ``name`` accepts, with their defaults."""
+  loader, _ = _resolve(name)
+  return {k: p.default for k, p in inspect.signature(loader).parameters.items()
+          if p.kind == inspect.Parameter.KEYWORD_ONLY}
+
+
+def load_dataset(name: str, **options: Any) -> Dataset:
+  """Loads a data set by registry name.
+
+  Args:
+    name: ``mnist``, ``scenes``, ``digits``, ``faces``, ``spots`` (synthetic),
+      ``tfds:NAME`` or ``npz:PATH``.
+    **options: loader options; every loader takes ``image_size`` (default 20,
+      9 for spots, native size for npz) and ``seed``. See
+      ``dataset_options(name)`` for the rest.
+
+  Returns:
+    A ``Dataset`` of float32 ``[n, s, s, 1]`` images in ``[0, 1]``.
+  """
+  loader, args = _resolve(name)
+  accepted = dataset_options(name)
+  unknown = sorted(set(options) - set(accepted))
+  if unknown:
+    raise DataError(f"Data set {name!r} has no option(s) {unknown}; it accepts "
+                    f"{', '.join(sorted(accepted))}.")
+  return loader(*args, **options)
+
+
+def display_name(ds: Dataset) -> str:
+  """The name to print: e.g. ``"spots (synthetic)"`` for the synthetic set."""
+  return str(ds.metadata.get("display_name", ds.name))
