@@ -1,0 +1,224 @@
+"""Every ranking method behind one interface: ``(RankInputs, RankConfig) -> [q]``.
+
+Higher is better for every method. The paper's CMI, its binned variant, the
+unconditioned I(Y;F), the trivial priors a claim must beat (source accuracy,
+number of classes), a cross-fitted linear probe, and every modern metric of
+``transferjax.metrics`` are scored from the same zoo outputs, so the evaluation
+treats them all alike. The RBM baseline needs the source pool, not the zoo
+outputs, and is added by the pipeline (``rank.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from transferjax import estimators as est
+from transferjax import metrics as mt
+from transferjax.errors import ConfigError, EstimatorError
+from transferjax.models import masked_logits
+
+
+@dataclasses.dataclass(frozen=True)
+class RankConfig:
+  """How sources are scored.
+
+  Attributes:
+    method: a key of ``METHODS`` (``rank.METHODS_WITH_RBM`` adds ``"rbm"``).
+    k: neighbours of the k-NN estimators.
+    metric: ``"euclidean"`` (within F; the default: less high-dimensional bias,
+      research/estimators.md section 3, and the best ranker on our offline data,
+      BUILD_NOTES.md) or ``"max"`` (the canonical Frenzel-Pompe norm).
+    jitter: std of the seeded noise added after standardizing (breaks ties).
+    feature_dim: PCA every source's features to this common dimension first
+      (None keeps the full 200-d features).
+    null_correction: subtract each source's permutation-null mean (Y permuted
+      within T bins), removing the part of the k-NN bias that depends on F.
+    n_perm: permutations for the null.
+    bins_f, bins_t: bins of the binned estimator (F reduced by PCA to 1-D).
+    seed: PRNG seed for jitter, permutations and keyed metrics.
+    f_scale: ``"rms"`` (default) divides the standardized F block by
+      ``sqrt(d_F)`` so a distance in F is on the scale of a distance in T. Without
+      it a 200-d F dominates the joint max-norm: every k-NN radius exceeds the T
+      distances, all T-counts cover the whole set and the CMI collapses to the
+      unconditioned I(Y;F) (measured: identical scores; BUILD_NOTES.md).
+      ``"none"`` keeps plain per-column standardization.
+  """
+  method: str = "cmi_knn"
+  k: int = 3
+  metric: str = "euclidean"
+  jitter: float = 1e-6
+  feature_dim: int | None = None
+  null_correction: bool = False
+  n_perm: int = 10
+  bins_f: int = 3
+  bins_t: int = 3
+  seed: int = 0
+  f_scale: str = "rms"
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+  """z-score each column of ``[..., n, d]``; constant columns become 0."""
+  x = np.asarray(x, np.float64)
+  sd = x.std(axis=-2, keepdims=True)
+  return ((x - x.mean(axis=-2, keepdims=True)) / np.where(sd > 0, sd, 1.0))
+
+
+@dataclasses.dataclass(frozen=True)
+class RankInputs:
+  """Zoo outputs on the scoring set.
+
+  Attributes:
+    labels: ``[n]`` target labels Y.
+    t: ``[n, d_t]`` target-net scores T.
+    features: ``[q, n, d]`` penultimate features of every source.
+    source_logits: ``[q, n, C_max]`` source-head logits (masked per source).
+    source_num_classes: ``[q]`` classes of each source task.
+    folds: ``[n]`` fold id per row (cross-fitted probes train on other folds).
+    source_metrics: zoo training metrics, each ``[q]`` (``train_acc``, ...).
+  """
+  labels: np.ndarray
+  t: np.ndarray
+  features: np.ndarray
+  source_logits: np.ndarray
+  source_num_classes: np.ndarray
+  folds: np.ndarray
+  source_metrics: dict
+
+
+def _features(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
+  if cfg.feature_dim is None:
+    return inp.features
+  return np.asarray(est.reduce_dim(inp.features, int(cfg.feature_dim)))
+
+
+def _knn(inp, cfg, key, *, conditional=True):
+  t = inp.t if conditional else None
+  kw = dict(k=cfg.k, metric=cfg.metric, jitter=cfg.jitter, key=key)
+  f = _features(inp, cfg)
+  if cfg.f_scale == "rms":
+    f = _standardize(f)
+    live = np.maximum((f.std(axis=-2) > 0).sum(-1), 1)     # [q] non-constant dims
+    f = (f / np.sqrt(live)[:, None, None]).astype(np.float32)
+    t = None if t is None else _standardize(t).astype(np.float32)
+    kw["standardize"] = False
+  elif cfg.f_scale != "none":
+    raise ConfigError(f"f_scale must be 'rms' or 'none', got {cfg.f_scale!r}.")
+  scores = np.asarray(est.cmi_knn_many(inp.labels, f, t, **kw), np.float64)
+  if cfg.null_correction:
+    # Mean over permutations of Y within T bins: what the estimator gives each
+    # source when F carries no information beyond T. One lax.map per permutation.
+    t_for_null = inp.t if conditional else np.zeros((len(inp.labels), 1), np.float32)
+    nulls = []
+    for p in range(cfg.n_perm):
+      pk = jax.random.fold_in(key, 1000 + p)
+      y_perm = np.asarray(est.permute_within_t_bins(inp.labels, t_for_null, pk,
+                                                    bins_t=cfg.bins_t))
+      nulls.append(np.asarray(est.cmi_knn_many(y_perm, f, t, **kw)))
+    scores = scores - np.mean(nulls, axis=0)
+  return scores
+
+
+def _binned(inp, cfg, key):
+  return np.asarray(est.cmi_binned_many(inp.labels, inp.features, inp.t,
+                                        bins_f=cfg.bins_f, bins_t=cfg.bins_t,
+                                        f_reduce="pca", n_components=1, key=key),
+                    np.float64)
+
+
+def source_probs(inp: RankInputs) -> np.ndarray:
+  """``[q, n, C_max]`` source-task softmax (padded classes get probability 0)."""
+  logits = jnp.asarray(inp.source_logits)
+  nc = jnp.asarray(inp.source_num_classes)[:, None, None]
+  return np.asarray(jax.nn.softmax(masked_logits(logits, nc), axis=-1), np.float64)
+
+
+def _cross_fitted(name: str) -> Callable:
+  """A train->val metric (probe, k-NN accuracy) made out-of-fold over the folds."""
+
+  def fn(inp, cfg, key):
+    del key
+    folds = np.unique(inp.folds)
+    if len(folds) < 2:
+      raise EstimatorError(
+          f"{name} needs a train/validation split of the scoring set; use the "
+          "cross-fitting protocol (--protocol=crossfit).")
+    total = np.zeros(inp.features.shape[0])
+    for j in folds:
+      tr, va = inp.folds != j, inp.folds == j
+      if len(np.unique(inp.labels[tr])) < 2:
+        raise EstimatorError(f"{name}: a training fold has one class; use fewer "
+                             "folds or more labeled target data.")
+      total += va.sum() * mt.score_sources(
+          name, (inp.features[:, tr], inp.features[:, va]),
+          (inp.labels[tr], inp.labels[va]))
+    return total / len(inp.labels)
+
+  return fn
+
+
+def _metric(name: str, **options) -> Callable:
+  spec = mt.METRICS[name]
+
+  def fn(inp, cfg, key):
+    if spec.input == "features":
+      x = inp.features
+    elif spec.input == "source_probs":
+      x = source_probs(inp)
+    else:
+      x = np.argmax(source_probs(inp), axis=-1)
+    return mt.score_sources(name, x, inp.labels, key=key if spec.needs_key else None,
+                            **options)
+
+  return fn
+
+
+def _zoo_metric(key_name: str) -> Callable:
+  def fn(inp, cfg, key):
+    del cfg, key
+    if key_name not in inp.source_metrics:
+      raise ConfigError(f"The zoo has no {key_name!r} metric; retrain it with "
+                        "this version of transferjax.")
+    return np.asarray(inp.source_metrics[key_name], np.float64)
+  return fn
+
+
+METHODS: dict[str, Callable] = {
+    "cmi_knn": _knn,
+    "cmi_binned": _binned,
+    "mi_knn": lambda inp, cfg, key: _knn(inp, cfg, key, conditional=False),
+    "source_train_acc": _zoo_metric("train_accuracy"),
+    "source_holdout_acc": _zoo_metric("holdout_accuracy"),
+    "source_n_classes": lambda inp, cfg, key: np.asarray(inp.source_num_classes,
+                                                        np.float64),
+    "linear_probe": _cross_fitted("linear_probe"),
+    "knn_accuracy": _cross_fitted("knn_accuracy"),
+    **{name: _metric(name) for name in ("leep", "nce", "h_score",
+                                        "shrinkage_h_score", "logme", "nleep",
+                                        "gbc", "transrate", "sfda")},
+}
+
+# The methods the evaluation compares by default (all cheap on CPU).
+DEFAULT_EVAL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc",
+                        "source_n_classes", "linear_probe", "logme", "leep")
+
+
+def score_method(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
+  """Scores ``[q]`` (higher = better) of ``cfg.method``."""
+  if cfg.method not in METHODS:
+    raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
+                      f"{sorted(METHODS) + ['rbm']}.")
+  if cfg.method in ("cmi_knn", "mi_knn"):
+    counts = np.bincount(inp.labels)
+    small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
+    if small:
+      raise EstimatorError(
+          f"Class(es) {small} have fewer than k+1={cfg.k + 1} scoring points "
+          f"(counts {counts.tolist()}); the k-NN estimate would be meaningless. "
+          "Use more labeled target data (--num_labeled), the cross-fitting "
+          "protocol, or a smaller --k.")
+  key = jax.random.key(cfg.seed)
+  return np.asarray(METHODS[cfg.method](inp, cfg, key), np.float64)

@@ -1,0 +1,141 @@
+"""Rank a zoo of source CNNs for a target, zero-shot: the paper's pipeline.
+
+``zoo + target split -> N_t -> scoring set (X, Y, T) -> F_i = N_i^{m-1}(X)
+-> gamma_i = I(Y; F_i | T) -> ranking``, with ``gamma_max = H(Y | T)`` and the
+normalized score ``gamma_i / max_j gamma_j``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+from transferjax import estimators as est
+from transferjax import io as tio
+from transferjax.data.tasks import TargetSplit
+from transferjax.errors import ConfigError, EstimatorError
+from transferjax.scoring.methods import RankConfig, RankInputs, score_method
+from transferjax.scoring.target import ScoringSet, build_scoring_set
+from transferjax.train import zoo as zoo_lib
+from transferjax.transfer.fit import FitConfig
+
+
+def check_sizes(zoo, split: TargetSplit) -> None:
+  """ConfigError unless the target images have the zoo's input size."""
+  if split.train.image_size != int(zoo.image_size):
+    raise ConfigError(
+        f"Source CNNs take {zoo.image_size}x{zoo.image_size} images but the target "
+        f"{split.train.name!r} is {split.train.image_size}x{split.train.image_size}. "
+        f"Load the target at the zoo's size (--image_size={zoo.image_size}) or train "
+        f"a zoo at the target's size (train_sources --image_size="
+        f"{split.train.image_size}).")
+
+
+def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
+  """Runs the whole zoo on the scoring images (one vmapped call per chunk)."""
+  logits = zoo_lib.zoo_logits(zoo, images=scoring.images)
+  features = zoo_lib.zoo_features(zoo, images=scoring.images)
+  features = np.asarray(features, np.float32)
+  if not np.all(np.isfinite(features)):
+    bad = np.flatnonzero(~np.isfinite(features).all(axis=(1, 2)))
+    raise EstimatorError(f"Source(s) {bad[:10].tolist()} give NaN/inf features on "
+                         "the target; their checkpoints are broken. Retrain them.")
+  return RankInputs(
+      labels=np.asarray(scoring.labels), t=np.asarray(scoring.t),
+      features=features, source_logits=np.asarray(logits, np.float32),
+      source_num_classes=np.array([t.num_classes for t in zoo.tasks]),
+      folds=np.asarray(scoring.folds),
+      source_metrics={k: np.asarray(v) for k, v in zoo.metrics.items()})
+
+
+def gamma_max(inp: RankInputs, cfg: RankConfig) -> float:
+  """``H(Y | T)``: the upper bound of ``I(Y; F | T)`` for the chosen estimator."""
+  if cfg.method == "cmi_binned":
+    return float(est.conditional_entropy_y_given_t(inp.labels, inp.t, method="binned",
+                                                   bins_t=cfg.bins_t))
+  return float(est.conditional_entropy_y_given_t(inp.labels, inp.t, method="knn",
+                                                 k=cfg.k, metric=cfg.metric))
+
+
+def ranking_rows(zoo, scores: np.ndarray, g_max: float | None) -> list[dict]:
+  """One row per source: id, task metadata, gamma, normalized gamma, rank."""
+  order = np.argsort(-scores, kind="stable")
+  rank = np.empty(len(scores), int)
+  rank[order] = np.arange(1, len(scores) + 1)
+  top = float(np.max(scores))
+  rows = []
+  for i, task in enumerate(zoo.tasks):
+    rows.append({
+        "rank": int(rank[i]), "source_id": int(task.task_id), "pool": task.pool,
+        "num_classes": task.num_classes,
+        "classes": " ".join(str(c) for c in task.classes),
+        "num_train": int(len(task.train_indices)),
+        "train_acc": float(zoo.metrics.get("train_accuracy", [np.nan] * len(scores))[i]),
+        "holdout_acc": float(zoo.metrics.get("holdout_accuracy", [np.nan] * len(scores))[i]),
+        "gamma": float(scores[i]),
+        "gamma_normalized": float(scores[i] / top) if top > 0 else float("nan"),
+        "gamma_max": g_max if g_max is not None else float("nan"),
+    })
+  return sorted(rows, key=lambda r: r["rank"])
+
+
+def format_table(rows: list[dict], top: int = 10) -> str:
+  """A readable top-``top`` table."""
+  head = (f"{'rank':>4}  {'source':>6}  {'pool':<8} {'classes':>7}  "
+          f"{'holdout acc':>11}  {'gamma':>8}  {'normalized':>10}")
+  lines = [head, "-" * len(head)]
+  for r in rows[:top]:
+    lines.append(f"{r['rank']:>4}  {r['source_id']:>6}  {r['pool'][:8]:<8} "
+                 f"{r['num_classes']:>7}  {r['holdout_acc']:>11.3f}  "
+                 f"{r['gamma']:>8.4f}  {r['gamma_normalized']:>10.3f}")
+  return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True)
+class RankJob:
+  """One ranking run: a zoo, a target split, a protocol and a method."""
+  protocol: str = "crossfit"
+  folds: int = 5
+  num_target_seeds: int = 1
+  rank: RankConfig = RankConfig()
+  fit: FitConfig = FitConfig()
+
+
+def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
+              methods: tuple[str, ...] | None = None,
+              key: jax.Array | None = None) -> tuple[dict, RankInputs, ScoringSet]:
+  """Scores every source with each method (default: ``job.rank.method``).
+
+  Returns:
+    (``{method: scores [q]}``, the ``RankInputs``, the ``ScoringSet``).
+  """
+  check_sizes(zoo, split)
+  key = jax.random.key(job.rank.seed) if key is None else key
+  fit_cfg = dataclasses.replace(job.fit, arch=zoo.arch,
+                                max_classes=max(2, split.train.num_classes))
+  t0 = time.time()
+  scoring = build_scoring_set(split, protocol=job.protocol, folds=job.folds,
+                              cfg=fit_cfg, key=key,
+                              num_target_seeds=job.num_target_seeds)
+  logging.info("target net(s) trained in %.1fs; scoring set n=%d", time.time() - t0,
+               len(scoring.labels))
+  inp = zoo_inputs(zoo, scoring)
+  out = {}
+  for method in methods or (job.rank.method,):
+    t1 = time.time()
+    out[method] = score_method(inp, dataclasses.replace(job.rank, method=method))
+    logging.info("method %s: %.2fs", method, time.time() - t1)
+  return out, inp, scoring
+
+
+def write_ranking(workdir: str, zoo, scores: np.ndarray, g_max: float | None,
+                  meta: dict) -> list[dict]:
+  """Writes ``ranking.json`` and ``ranking.csv`` atomically; returns the rows."""
+  rows = ranking_rows(zoo, scores, g_max)
+  tio.write_json(os.path.join(workdir, "ranking.json"), {**meta, "ranking": rows})
+  tio.write_csv(os.path.join(workdir, "ranking.csv"), rows)
+  return rows

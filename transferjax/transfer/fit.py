@@ -1,0 +1,279 @@
+"""Fit many small CNNs at once with per-model early stopping.
+
+This is the trainer for the two jobs that need early stopping: the target net
+``N_t`` (one model, or K cross-fitting fold models) and the ground truth
+(every source fine-tuned on ``D_t``, times seeds). Each model has its own
+training and validation rows (index arrays into one device-resident image
+array, padded to a common length), its own key, and its own early-stopping
+state; a model whose patience ran out is masked (its state stops changing)
+while the others go on, so one compiled epoch serves all of them.
+
+The single-model epoch (``_epoch_one``) is written and tested on its own, then
+``jax.vmap``-ed over the model axis and ``jax.jit``-ed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from transferjax.errors import ConfigError, TrainingError
+from transferjax.models import make_cnn
+from transferjax.train import step as step_lib
+
+Params = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  """How the target net / fine-tuned nets are trained.
+
+  Attributes:
+    arch: model architecture (``transferjax.models.ARCHS``).
+    max_classes: head width (2 for binary targets).
+    batch_size: minibatch size.
+    learning_rate: Adam step size.
+    max_epochs: hard cap on epochs.
+    patience: stop a model after this many epochs without a lower val loss.
+    budgets: epochs at which test logits are also recorded (the fixed-budget
+      ground truth, no early stopping).
+    freeze_transferred: keep ``conv*`` parameters fixed (the "frozen" regime).
+    conv_impl: ``"im2col"`` or ``"xla"``.
+  """
+  arch: str = "lenet20"
+  max_classes: int = 2
+  batch_size: int = 16
+  learning_rate: float = 1e-3
+  max_epochs: int = 60
+  patience: int = 10
+  budgets: tuple[int, ...] = (5, 10)
+  freeze_transferred: bool = False
+  conv_impl: str = "im2col"
+
+  def __post_init__(self):
+    if self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+      raise ConfigError("batch_size, max_epochs and patience must be >= 1; got "
+                        f"{self.batch_size}, {self.max_epochs}, {self.patience}.")
+    if self.learning_rate <= 0:
+      raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}.")
+
+
+@flax.struct.dataclass
+class FitResult:
+  """What ``fit_models`` returns (numpy arrays, leading model axis ``[M]``).
+
+  Attributes:
+    params: the parameters at each model's best validation epoch.
+    best_epoch: ``[M]`` epoch (1-based) of the lowest validation loss.
+    epochs_run: ``[M]`` epochs each model trained before it stopped.
+    best_val_loss: ``[M]``.
+    eval_logits: ``[M, E, max_classes]`` logits of the best params on the eval rows.
+    budget_logits: ``{epoch: [M, E, max_classes]}`` eval logits after exactly
+      ``epoch`` epochs (models stopped earlier keep training up to each budget).
+  """
+  params: Params
+  best_epoch: np.ndarray
+  epochs_run: np.ndarray
+  best_val_loss: np.ndarray
+  eval_logits: np.ndarray | None
+  budget_logits: dict
+
+
+def pad_index_sets(index_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """Stack ragged index arrays into ``[M, L]`` (padded with 0) and lengths ``[M]``."""
+  lengths = np.array([len(ix) for ix in index_sets], dtype=np.int32)
+  width = max(1, int(lengths.max()))
+  out = np.zeros((len(index_sets), width), dtype=np.int32)
+  for m, ix in enumerate(index_sets):
+    out[m, :len(ix)] = ix
+  return out, lengths
+
+
+def _make_optimizer(cfg: FitConfig) -> optax.GradientTransformation:
+  adam = step_lib.make_optimizer(cfg.learning_rate)
+  if not cfg.freeze_transferred:
+    return adam
+  labels = lambda params: {name: ("frozen" if name.startswith("conv") else "train")
+                           for name in params}
+  return optax.multi_transform({"train": adam, "frozen": optax.set_to_zero()},
+                               labels)
+
+
+class _Fitter:
+  """Holds the jitted, vmapped epoch and evaluation for one config and shapes."""
+
+  def __init__(self, cfg: FitConfig):
+    self.cfg = cfg
+    self.model = make_cnn(cfg.arch, cfg.max_classes, cfg.conv_impl)
+    self.tx = _make_optimizer(cfg)
+    self.step = step_lib.make_train_step(self.model, self.tx)
+    self.epoch = jax.jit(jax.vmap(self._epoch_one,
+                                  in_axes=(0, 0, None, None, 0, 0, 0, 0, None)),
+                         donate_argnums=(0,))
+    self.loss = jax.jit(jax.vmap(self._loss_one, in_axes=(0, None, None, 0, 0, 0)))
+    self._logits_block = jax.jit(jax.vmap(self._logits_one, in_axes=(0, None)))
+
+  def logits(self, params, images, block: int = 128):
+    """``[M, E, C]`` logits, in blocks of images so activations stay small."""
+    n = images.shape[0]
+    out = []
+    for start in range(0, n, block):
+      chunk = images[start:start + block]
+      pad = block - chunk.shape[0]
+      if pad:  # one compiled shape for every block
+        chunk = jnp.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0)))
+      out.append(np.asarray(self._logits_block(params, chunk))[:, :block - pad])
+    return np.concatenate(out, axis=1)
+
+  def init_opt(self, params):
+    return jax.vmap(self.tx.init)(params)
+
+  def _logits_one(self, params, images):
+    logits, _ = self.model.apply({"params": params}, images)
+    return logits
+
+  def _loss_one(self, params, images, labels, idx, length, num_classes):
+    """Validation loss of one model on its rows ``idx[:length]``."""
+    weights = (jnp.arange(idx.shape[0]) < length).astype(jnp.float32)
+    logits = self._logits_one(params, images[idx])
+    return step_lib.cross_entropy(logits, labels[idx], num_classes, weights)
+
+  def _epoch_one(self, state, active, images, labels, idx, length, num_classes,
+                 key, epoch):
+    """One epoch of one model: a fresh permutation of its own rows, then steps.
+
+    Args:
+      state: ``{"params", "opt"}``.
+      active: bool scalar; an inactive model returns ``state`` unchanged.
+      images: ``[N, h, w, 1]`` shared pool; labels ``[N]``.
+      idx: ``[L]`` this model's training rows (padded); length: valid count.
+      num_classes: scalar; key: this model's key; epoch: int scalar.
+
+    Returns:
+      (new state, mean training loss of the epoch).
+    """
+    bsz = self.cfg.batch_size
+    width = idx.shape[0]
+    steps = -(-width // bsz)
+    order = step_lib.epoch_permutation(jax.random.fold_in(key, epoch), length, width)
+    order = jnp.pad(order, (0, steps * bsz - width))
+    # The permutation puts the valid rows in the first ``length`` positions.
+    valid = (jnp.arange(steps * bsz) < length).astype(jnp.float32)
+
+    def step(st, s):
+      pos = jax.lax.dynamic_slice_in_dim(order, s * bsz, bsz)
+      w = jax.lax.dynamic_slice_in_dim(valid, s * bsz, bsz)
+      rows = idx[pos]
+      take = active & (jnp.sum(w) > 0)
+      st, metrics = self.step(st, rows, images, labels[rows], num_classes, key,
+                              take, w)
+      return st, metrics["loss"]
+
+    state, losses = jax.lax.scan(step, state, jnp.arange(steps))
+    return state, jnp.mean(losses)
+
+
+@functools.lru_cache(maxsize=16)
+def _fitter(cfg: FitConfig) -> "_Fitter":
+  """One ``_Fitter`` (and so one set of compiled functions) per config."""
+  return _Fitter(cfg)
+
+
+def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
+               train_idx: np.ndarray, train_len: np.ndarray,
+               val_idx: np.ndarray, val_len: np.ndarray,
+               num_classes: np.ndarray, keys: jax.Array, cfg: FitConfig,
+               eval_images: np.ndarray | None = None,
+               names: list[str] | None = None) -> FitResult:
+  """Train ``M`` models at once with per-model early stopping on validation loss.
+
+  Args:
+    init_params: parameter pytree with a leading model axis ``[M, ...]``.
+    images: ``[N, h, w, 1]`` float32, the rows every index points into.
+    labels: ``[N]`` int class ids.
+    train_idx, train_len: ``[M, L]`` padded training rows per model and ``[M]``
+      counts.
+    val_idx, val_len: ``[M, Lv]`` and ``[M]``: early-stopping rows per model.
+    num_classes: ``[M]`` classes per model (heads padded to ``cfg.max_classes``).
+    keys: ``[M]`` PRNG keys (one per model: batch order).
+    cfg: the ``FitConfig``.
+    eval_images: optional ``[E, h, w, 1]``: logits of the best params (and at
+      each budget epoch) are returned for these.
+    names: optional model names for error messages.
+
+  Returns:
+    A ``FitResult``.
+
+  Raises:
+    TrainingError: a model's training loss became NaN/inf (names the model).
+  """
+  num_models = int(np.asarray(train_len).shape[0])
+  if np.any(np.asarray(train_len) < 1) or np.any(np.asarray(val_len) < 1):
+    raise ConfigError("Every model needs at least one training and one "
+                      "validation row.")
+  fitter = _fitter(cfg)
+  images = jnp.asarray(images, jnp.float32)
+  labels = jnp.asarray(labels, jnp.int32)
+  train_idx, train_len = jnp.asarray(train_idx), jnp.asarray(train_len)
+  val_idx, val_len = jnp.asarray(val_idx), jnp.asarray(val_len)
+  num_classes = jnp.asarray(num_classes, jnp.int32)
+  params = jax.tree.map(jnp.asarray, init_params)
+  state = {"params": params, "opt": fitter.init_opt(params)}
+  best_params = jax.tree.map(jnp.copy, params)
+  best_loss = np.full(num_models, np.inf)
+  best_epoch = np.zeros(num_models, np.int32)
+  wait = np.zeros(num_models, np.int32)
+  epochs_run = np.zeros(num_models, np.int32)
+  active_es = np.ones(num_models, bool)     # still early-stopping
+  budgets = sorted(b for b in cfg.budgets if b <= cfg.max_epochs)
+  budget_logits = {}
+  t0 = time.time()
+  for epoch in range(1, cfg.max_epochs + 1):
+    # Models keep training past early stopping only while a budget needs them.
+    need_budget = bool(budgets) and epoch <= budgets[-1]
+    active = active_es | need_budget
+    if not active.any():
+      break
+    state, train_loss = fitter.epoch(state, jnp.asarray(active), images, labels,
+                                     train_idx, train_len, num_classes, keys,
+                                     jnp.int32(epoch))
+    train_loss = np.asarray(train_loss)
+    bad = active & ~np.isfinite(train_loss)
+    if bad.any():
+      who = [names[i] if names else str(i) for i in np.flatnonzero(bad)]
+      raise TrainingError(
+          f"Non-finite training loss at epoch {epoch} for model(s) {who[:10]}. "
+          "Lower --learning_rate or check the inputs for NaN/inf.")
+    val_loss = np.asarray(fitter.loss(state["params"], images, labels,
+                                      val_idx, val_len, num_classes))
+    improved = active_es & (val_loss < best_loss - 1e-7)
+    best_loss = np.where(improved, val_loss, best_loss)
+    best_epoch = np.where(improved, epoch, best_epoch)
+    wait = np.where(improved, 0, wait + active_es)
+    epochs_run = np.where(active_es, epoch, epochs_run)
+    imp = jnp.asarray(improved)
+    best_params = jax.tree.map(
+        lambda b, p: jnp.where(imp.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),
+        best_params, state["params"])
+    active_es = active_es & (wait < cfg.patience)
+    if eval_images is not None and epoch in budgets:
+      budget_logits[epoch] = np.asarray(
+          fitter.logits(state["params"], jnp.asarray(eval_images, jnp.float32)))
+  logging.info("fit_models: %d models, %d epochs max, %.1fs", num_models,
+               int(epochs_run.max()), time.time() - t0)
+  eval_logits = None
+  if eval_images is not None:
+    eval_logits = np.asarray(fitter.logits(best_params,
+                                           jnp.asarray(eval_images, jnp.float32)))
+  return FitResult(params=jax.tree.map(np.asarray, best_params),
+                   best_epoch=best_epoch, epochs_run=epochs_run,
+                   best_val_loss=best_loss, eval_logits=eval_logits,
+                   budget_logits=budget_logits)
