@@ -186,8 +186,18 @@ def _zoo_metric(key_name: str) -> Callable:
   return fn
 
 
+def _variant(fn: Callable, **changes) -> Callable:
+  """``fn`` with some ``RankConfig`` fields fixed (estimator variants)."""
+  return lambda inp, cfg, key: fn(inp, dataclasses.replace(cfg, **changes), key)
+
+
 METHODS: dict[str, Callable] = {
     "cmi_knn": _knn,
+    # Variants of the paper's estimator, compared in BUILD_NOTES.md.
+    "cmi_knn_max": _variant(_knn, metric="max"),
+    "cmi_knn_unscaled": _variant(_knn, f_scale="none"),
+    "cmi_knn_pca16": _variant(_knn, feature_dim=16),
+    "cmi_knn_null": _variant(_knn, null_correction=True),
     "cmi_binned": _binned,
     "mi_knn": lambda inp, cfg, key: _knn(inp, cfg, key, conditional=False),
     "source_train_acc": _zoo_metric("train_accuracy"),
@@ -211,7 +221,7 @@ def score_method(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
   if cfg.method not in METHODS:
     raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
                       f"{sorted(METHODS) + ['rbm']}.")
-  if cfg.method in ("cmi_knn", "mi_knn"):
+  if cfg.method.startswith(("cmi_knn", "mi_knn")):
     counts = np.bincount(inp.labels)
     small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
     if small:

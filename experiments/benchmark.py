@@ -1,0 +1,74 @@
+r"""Leaderboard of every ranking method over several targets, zoos and sub-pools.
+
+Command (expected runtime on a 2-core CPU with the defaults, one 20-source
+scenes zoo x 3 MNIST-pair targets, 2 splits x 2 seeds: see BUILD_NOTES.md)::
+
+  python -m experiments.benchmark --workdir=runs/benchmark
+
+Expected result: ``leaderboard.md`` / ``leaderboard.csv`` (per method: mean and
+sd of weighted Kendall tau over settings and over 100 random sub-pools of 10
+sources, top-1 hit, regret), the Setup Stability score, ``settings.csv`` and
+``tau_distributions.png``. Zoos are trained if missing (paper presets:
+``scenes`` = the mnist experiment's zoo, ``limited`` = few images per class);
+every setting is resumable.
+"""
+import os
+
+from absl import app, flags, logging
+
+from experiments import study_flags
+from transferjax import paper
+from transferjax.benchmark import BenchmarkConfig, run_benchmark
+from transferjax.train import zoo as zoo_lib
+
+ZOO_PRESETS = {"scenes": "mnist", "limited": "limited"}
+
+flags.DEFINE_string("workdir", "runs/benchmark", "Output folder.")
+flags.DEFINE_list("zoos", ["scenes"], f"Zoo presets {sorted(ZOO_PRESETS)} or NAME=DIR of trained zoos.")
+flags.DEFINE_list("targets", ["mnist:4,9", "mnist:7,9", "mnist:3,5"], "Target specs (20x20).")
+flags.DEFINE_integer("num_sources", 20, "Sources per preset zoo.")
+flags.DEFINE_integer("zoo_epochs", 15, "Source training epochs of preset zoos.")
+flags.DEFINE_integer("pool_size", 10, "Sub-pool size.")
+flags.DEFINE_integer("num_pools", 100, "Random sub-pools per setting.")
+FLAGS = flags.FLAGS
+
+ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_classes",
+               "linear_probe", "knn_accuracy", "leep", "nce", "h_score",
+               "shrinkage_h_score", "logme", "nleep", "gbc", "transrate", "sfda", "rbm")
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  zoos = {}
+  for spec in FLAGS.zoos:
+    if "=" in spec:
+      name, path = spec.split("=", 1)
+      zoos[name] = path
+      continue
+    if spec not in ZOO_PRESETS:
+      raise app.UsageError(f"--zoos: unknown preset {spec!r}; use {sorted(ZOO_PRESETS)} "
+                           "or NAME=DIR.")
+    path = os.path.join(FLAGS.workdir, "zoos", spec)
+    zoo_lib.run(paper.preset(ZOO_PRESETS[spec], FLAGS.num_sources, FLAGS.zoo_epochs).zoo,
+                path)
+    zoos[spec] = path
+  overrides = {} if FLAGS["methods"].present else {"methods": ALL_METHODS}
+  if not FLAGS["num_labeled"].present:
+    overrides["num_labeled"] = 24
+  for name in ("num_splits", "num_seeds"):
+    if not FLAGS[name].present:
+      overrides[name] = 2
+  study = study_flags.study_config("", "", **overrides)
+  res = run_benchmark(BenchmarkConfig(workdir=FLAGS.workdir, zoos=zoos,
+                                      targets=tuple(FLAGS.targets), study=study,
+                                      pool_size=FLAGS.pool_size,
+                                      num_pools=FLAGS.num_pools))
+  for row in res["leaderboard"]:
+    print(f"{row['method']:<20} sub-pool w.tau {row['subpool_tau_mean']:+.3f} "
+          f"+- {row['subpool_tau_sd']:.3f}   settings w.tau {row['weighted_tau_mean']:+.3f}")
+  print(f"Setup Stability: {res['setup_stability']:.3f}; wrote {FLAGS.workdir}/leaderboard.md")
+
+
+if __name__ == "__main__":
+  app.run(main)
