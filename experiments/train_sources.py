@@ -42,7 +42,7 @@ flags.DEFINE_float("holdout_fraction", _D.holdout_fraction,
 flags.DEFINE_integer("epochs", _D.epochs, "Epochs over each task's rows.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate.")
-flags.DEFINE_enum("conv_impl", _D.conv_impl, ["im2col", "xla"],
+flags.DEFINE_enum("conv_impl", _D.conv_impl, ["im2col", "xla", "patches"],
                   "Convolution implementation (im2col is faster under vmap).")
 flags.DEFINE_integer("chunk_size", _D.chunk_size,
                      "Models per chunk (0: from --memory_budget_mb).")

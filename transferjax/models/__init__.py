@@ -1,0 +1,9 @@
+"""The small source/target CNNs (``make_cnn``) and the padded-head helper."""
+from transferjax.models.cnn import (ARCHS, CONV_IMPLS, FEATURE_DIM, ArchSpec,
+                                    SmallCNN, activation_floats_per_example,
+                                    arch_spec, check_image_size, make_cnn,
+                                    masked_logits)
+
+__all__ = ["ARCHS", "CONV_IMPLS", "FEATURE_DIM", "ArchSpec", "SmallCNN",
+           "activation_floats_per_example", "arch_spec", "check_image_size",
+           "make_cnn", "masked_logits"]

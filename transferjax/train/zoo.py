@@ -1,0 +1,754 @@
+"""Train a zoo of source CNNs at once: vmapped, sharded, chunked, resumable.
+
+One jitted step trains a ``[C]`` chunk of models (``step.make_multi_step_runner``);
+the model axis is sharded over every device. Chunks bound memory and are the unit
+of checkpointing: each finished chunk is saved with orbax, so a killed run restarted
+with the same command resumes at the first unfinished chunk. Model i's parameters
+depend only on its task and the seed (keys ``fold_in(root, task_id)``), not on the
+chunk size, the device count or its neighbours in the chunk.
+
+Workdir layout::
+
+  zoo_config.json             the flags that define the zoo (checked on resume)
+  tasks.json                  the source tasks (``SourceTask.to_json``)
+  chunks/chunk_00003/         orbax checkpoint: {"params": [c, ...]} of the chunk
+  chunks/chunk_00003.json     task ids of the chunk and their metrics (written last:
+                              its presence marks the chunk finished)
+  metrics.json                per-model metrics of the whole zoo, in task order
+
+Memory model (``models_per_chunk``): per model, float32 bytes of
+``4 * n_params`` (params, grads, Adam m and v) plus ``3 * batch * a`` (forward
+activations kept for the backward pass plus backward temporaries) plus
+``eval_batch * a`` (evaluation), with ``a = activation_floats_per_example``; the
+chunk is ``memory_budget_mb`` divided by that, rounded down to a multiple of the
+device count (times the device count: the budget is per device).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from transferjax import io
+from transferjax.data.container import Dataset
+from transferjax.data.tasks import SourceTask, tasks_from_json, tasks_to_json
+from transferjax.errors import (CheckpointError, ConfigError, DataError,
+                                TrainingError)
+from transferjax.models import (CONV_IMPLS, FEATURE_DIM,
+                                activation_floats_per_example, arch_spec,
+                                check_image_size, make_cnn, masked_logits)
+from transferjax.train import step as step_lib
+
+EVAL_BATCH = 128
+MAX_AUTO_CHUNK = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ZooConfig:
+  """Flags of a zoo run.
+
+  The first block defines the zoo (a workdir refuses a resume with other values);
+  the second only says how to compute it.
+
+  Attributes:
+    dataset: source pool name for ``transferjax.data.load_dataset``.
+    num_tasks: number of source tasks / models.
+    image_size: input side (must be the arch's: 20 for lenet20, 9 for spot9).
+    seed: task seed and training root seed.
+    arch: ``"lenet20"`` or ``"spot9"``.
+    min_classes: fewest classes per task.
+    max_classes: most classes per task, and the head width (None: the pool's
+      class count).
+    max_per_class: examples per class cap (None: all).
+    holdout_fraction: share of each class held out for source accuracy.
+    epochs: passes over each task's own training rows.
+    batch_size: minibatch size.
+    learning_rate: Adam learning rate.
+    conv_impl: ``"im2col"``, ``"xla"`` or ``"patches"`` (same parameters, float-level
+      differences, so it is part of the zoo's identity).
+    chunk_size: models per chunk (0: from ``memory_budget_mb``; a resume adopts
+      the workdir's).
+    memory_budget_mb: per-device memory budget for the automatic chunk size.
+    steps_per_call: optimizer steps per jitted call (``lax.scan`` length).
+    unroll: ``lax.scan`` unroll factor.
+    distributed: call ``jax.distributed.initialize()`` (multi-host).
+  """
+  dataset: str = "scenes"
+  num_tasks: int = 32
+  image_size: int = 20
+  seed: int = 0
+  arch: str = "lenet20"
+  min_classes: int = 2
+  max_classes: int | None = 20
+  max_per_class: int | None = 50
+  holdout_fraction: float = 0.2
+  epochs: int = 15
+  batch_size: int = 64
+  learning_rate: float = 1e-3
+  conv_impl: str = "im2col"
+  chunk_size: int = 0
+  memory_budget_mb: int = 2048
+  steps_per_call: int = 32
+  unroll: int = 1
+  distributed: bool = False
+
+
+# Flags that define the trained zoo (plus chunk_size, resolved, and the pool).
+DEFINING_FLAGS = ("dataset", "image_size", "seed", "arch", "min_classes",
+                  "max_classes", "max_per_class", "holdout_fraction", "epochs",
+                  "batch_size", "learning_rate", "conv_impl")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Zoo:
+  """A trained zoo.
+
+  Attributes:
+    params: pytree of numpy arrays with a leading ``[q]`` model axis, in task
+      order.
+    tasks: the ``q`` source tasks.
+    arch: architecture name.
+    image_size: input side.
+    max_classes: head width (padded).
+    metrics: ``{"train_loss", "train_accuracy", "holdout_loss",
+      "holdout_accuracy"}``, each ``[q]`` (evaluated after training; holdout NaN
+      for a task without holdout rows).
+    config: the zoo-defining flags (``zoo_config.json``).
+  """
+  params: Any
+  tasks: list[SourceTask]
+  arch: str
+  image_size: int
+  max_classes: int
+  metrics: dict[str, np.ndarray]
+  config: dict[str, Any]
+
+  @property
+  def num_models(self) -> int:
+    return len(self.tasks)
+
+  @property
+  def conv_impl(self) -> str:
+    return self.config.get("conv_impl", "im2col")
+
+  def model_params(self, i: int) -> Any:
+    """Parameters of model ``i`` (no model axis)."""
+    return jax.tree.map(lambda x: x[i], self.params)
+
+  def features(self, images: np.ndarray, **kwargs) -> np.ndarray:
+    """``zoo_features(self, images=images)``: ``[q, n, 200]``."""
+    return zoo_features(self, images=images, **kwargs)
+
+  def logits(self, images: np.ndarray, **kwargs) -> np.ndarray:
+    """``zoo_logits(self, images=images)``: ``[q, n, max_classes]``, masked."""
+    return zoo_logits(self, images=images, **kwargs)
+
+
+# ----------------------------------------------------------------------------
+# Mesh and placement.
+# ----------------------------------------------------------------------------
+
+
+def model_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A 1-D ``("models",)`` mesh over ``devices`` (default: all).
+
+  Built with ``Mesh`` directly: ``jax.make_mesh`` makes Explicit axes, over which a
+  vmapped convolution raises ``ShardingTypeError``.
+  """
+  return Mesh(np.array(list(devices) if devices is not None else jax.devices()),
+              ("models",))
+
+
+def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+  return jax.device_put(np.asarray(x), sharding)
+
+
+def _fetch(x: jax.Array) -> np.ndarray:
+  """Host copy of a (possibly multi-host sharded) array."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+  return np.asarray(jax.device_get(x))
+
+
+# ----------------------------------------------------------------------------
+# Chunk sizing and task arrays.
+# ----------------------------------------------------------------------------
+
+
+def bytes_per_model(arch: str, conv_impl: str, max_classes: int, batch_size: int,
+                    eval_batch: int = EVAL_BATCH) -> int:
+  """The memory model of one model in a chunk (module docstring)."""
+  model = make_cnn(arch, max_classes, conv_impl)
+  size = arch_spec(arch).image_size
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, size, size, 1)))
+  n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  a = activation_floats_per_example(arch, conv_impl)
+  return 4 * (4 * n_params + 3 * batch_size * a + eval_batch * a)
+
+
+def models_per_chunk(config: ZooConfig, max_classes: int, num_devices: int) -> int:
+  """The chunk size: ``config.chunk_size`` or the memory model's, a multiple of
+  ``num_devices`` (at most ``MAX_AUTO_CHUNK`` per device when automatic)."""
+  if config.chunk_size < 0:
+    raise ConfigError(f"chunk_size must be >= 0 (0 = automatic), got "
+                      f"{config.chunk_size}.")
+  if config.chunk_size:
+    return int(math.ceil(config.chunk_size / num_devices) * num_devices)
+  per_model = bytes_per_model(config.arch, config.conv_impl, max_classes,
+                              config.batch_size)
+  per_device = max(1, min(MAX_AUTO_CHUNK,
+                          int(config.memory_budget_mb * 2**20 // per_model)))
+  return per_device * num_devices
+
+
+def _round_up(x: int, m: int) -> int:
+  return int(math.ceil(max(x, 1) / m) * m)
+
+
+def num_steps(n: int, batch_size: int, epochs: int) -> int:
+  """Steps a task of ``n`` rows trains for: ``epochs * ceil(n / batch_size)``."""
+  return int(epochs * math.ceil(n / batch_size))
+
+
+def task_arrays(tasks: Sequence[SourceTask], pool_labels: np.ndarray, which: str,
+                length: int, batch_size: int, epochs: int) -> dict[str, np.ndarray]:
+  """Stacked, padded task arrays (``step`` module docstring) for ``tasks``.
+
+  Args:
+    tasks: the tasks, one model each.
+    pool_labels: int ``[N]`` pool labels (remapped to task labels here).
+    which: ``"train"`` or ``"holdout"`` rows.
+    length: padded length ``L`` (>= every task's row count).
+    batch_size: minibatch size (for ``num_steps``).
+    epochs: epochs (for ``num_steps``).
+
+  Returns:
+    ``{"idx", "labels": [q, L] int32, "n", "num_classes", "num_steps": [q]}``.
+  """
+  q = len(tasks)
+  out = {"idx": np.zeros((q, length), np.int32),
+         "labels": np.zeros((q, length), np.int32),
+         "n": np.zeros((q,), np.int32), "num_classes": np.zeros((q,), np.int32),
+         "num_steps": np.zeros((q,), np.int32)}
+  for i, t in enumerate(tasks):
+    rows = t.train_indices if which == "train" else t.holdout_indices
+    out["idx"][i, :len(rows)] = rows
+    out["labels"][i, :len(rows)] = t.task_labels(pool_labels, rows)
+    out["n"][i] = len(rows)
+    out["num_classes"][i] = t.num_classes
+    out["num_steps"][i] = num_steps(len(t.train_indices), batch_size, epochs)
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Validation and the workdir record.
+# ----------------------------------------------------------------------------
+
+
+def _validate(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask]) -> int:
+  """Check inputs; returns the head width."""
+  if not tasks:
+    raise ConfigError("No source tasks to train: pass at least one SourceTask "
+                      "(e.g. --num_tasks=32).")
+  if config.conv_impl not in CONV_IMPLS:
+    raise ConfigError(f"Unknown conv_impl {config.conv_impl!r}; choose one of "
+                      f"{CONV_IMPLS}.")
+  for name in ("epochs", "batch_size", "steps_per_call", "unroll"):
+    if getattr(config, name) < 1:
+      raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
+  if not config.learning_rate > 0:
+    raise ConfigError(f"learning_rate must be > 0, got {config.learning_rate}.")
+  check_image_size(config.arch, config.image_size)
+  if pool.images.shape[1:3] != (config.image_size, config.image_size):
+    raise ConfigError(
+        f"The pool {pool.name!r} has {pool.images.shape[1]}x{pool.images.shape[2]} "
+        f"images but image_size={config.image_size} (arch {config.arch!r}). Load "
+        f"the pool with image_size={config.image_size}.")
+  ids = [t.task_id for t in tasks]
+  if len(set(ids)) != len(ids):
+    raise DataError("Source task ids must be unique (each model's key is "
+                    "fold_in(root, task_id)); renumber the tasks.")
+  for t in tasks:
+    if t.num_classes < 2:
+      raise DataError(f"Source task {t.task_id} has {t.num_classes} class(es); "
+                      "a classification task needs at least 2 (min_classes >= 2).")
+    if len(t.train_indices) == 0:
+      raise DataError(f"Source task {t.task_id} has no training rows; raise "
+                      "max_per_class or lower holdout_fraction.")
+    rows = np.concatenate([t.train_indices, t.holdout_indices])
+    if rows.min() < 0 or rows.max() >= pool.num_examples:
+      raise DataError(f"Source task {t.task_id} indexes rows outside the pool "
+                      f"{pool.name!r} ({pool.num_examples} rows): the tasks were "
+                      "made for another pool.")
+  most = max(t.num_classes for t in tasks)
+  head = int(config.max_classes) if config.max_classes is not None else most
+  if most > head:
+    raise ConfigError(f"A source task has {most} classes but max_classes={head}; "
+                      f"raise --max_classes to >= {most}.")
+  return head
+
+
+def _pool_fingerprint(pool: Dataset) -> str:
+  h = hashlib.sha256()
+  h.update(np.ascontiguousarray(pool.images).tobytes())
+  h.update(np.ascontiguousarray(pool.labels).tobytes())
+  return h.hexdigest()[:16]
+
+
+def _record(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
+            head: int, chunk: int) -> dict[str, Any]:
+  rec = {name: getattr(config, name) for name in DEFINING_FLAGS}
+  rec.update({"num_tasks": len(tasks), "head_classes": head, "chunk_size": chunk,
+              "pool_name": pool.name, "pool_size": pool.num_examples,
+              "pool_fingerprint": _pool_fingerprint(pool)})
+  return rec
+
+
+def _check_record(workdir: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+  differ = [k for k in sorted(set(stored) | set(wanted))
+            if stored.get(k) != wanted.get(k)]
+  if differ:
+    what = "; ".join(f"{k}: workdir has {stored.get(k)!r}, this run asks "
+                     f"{wanted.get(k)!r}" for k in differ)
+    raise CheckpointError(
+        f"{workdir} holds a zoo made with different flags ({what}). Use a new "
+        f"--workdir for these flags, or rerun with the workdir's flags to resume "
+        f"it.")
+
+
+# ----------------------------------------------------------------------------
+# Chunk checkpoints.
+# ----------------------------------------------------------------------------
+
+
+def _chunk_dir(workdir: str, k: int) -> str:
+  return os.path.join(workdir, "chunks", f"chunk_{k:05d}")
+
+
+def _checkpointer():
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  return ocp.StandardCheckpointer()
+
+
+def _chunk_done(workdir: str, k: int) -> bool:
+  return (os.path.isdir(_chunk_dir(workdir, k))
+          and os.path.exists(_chunk_dir(workdir, k) + ".json"))
+
+
+def _clear_chunk(workdir: str, k: int) -> None:
+  """Remove leftovers of an unfinished chunk (orbax temp dirs included)."""
+  base = _chunk_dir(workdir, k)
+  parent = os.path.dirname(base)
+  if not os.path.isdir(parent):
+    return
+  for name in os.listdir(parent):
+    path = os.path.join(parent, name)
+    if name == os.path.basename(base) or name.startswith(os.path.basename(base) + "."):
+      if os.path.isdir(path):
+        shutil.rmtree(path)
+      elif name != os.path.basename(base) + ".json":
+        os.unlink(path)
+
+
+def _save_chunk(workdir: str, k: int, params: Any, meta: dict[str, Any],
+                writer: bool) -> None:
+  ckptr = _checkpointer()
+  # Collective in multi-host runs: every process calls it, orbax's primary writes.
+  ckptr.save(_chunk_dir(workdir, k), {"params": params})
+  ckptr.wait_until_finished()
+  if writer:
+    io.write_json(_chunk_dir(workdir, k) + ".json", meta)
+
+
+def _load_chunk(workdir: str, k: int, abstract: Any, task_ids: list[int]
+                ) -> tuple[Any, dict[str, Any]]:
+  """Restore chunk ``k``; CheckpointError (path and fix) if it is unusable."""
+  path = _chunk_dir(workdir, k)
+  fix = (f"Delete {path} and {path}.json to retrain that chunk (rerun the same "
+         "command).")
+  try:
+    meta = io.read_json(path + ".json")
+    if list(meta["task_ids"]) != list(task_ids):
+      raise ValueError(f"holds tasks {meta['task_ids']}, expected {task_ids}")
+    restored = _checkpointer().restore(path)["params"]
+    want = jax.tree.structure(abstract)
+    if jax.tree.structure(restored) != want:
+      raise ValueError("parameter tree differs from the architecture's")
+    for got, exp in zip(jax.tree.leaves(restored), jax.tree.leaves(abstract)):
+      if tuple(got.shape) != tuple(exp.shape) or got.dtype != exp.dtype:
+        raise ValueError(f"array of shape {got.shape} {got.dtype}, expected "
+                         f"{exp.shape} {exp.dtype}")
+    restored = jax.tree.map(np.asarray, restored)
+  except CheckpointError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"Chunk checkpoint {path} is unreadable or corrupt "
+                          f"({type(e).__name__}: {e}). {fix}") from e
+  return restored, meta
+
+
+# ----------------------------------------------------------------------------
+# Training.
+# ----------------------------------------------------------------------------
+
+
+def _chunk_plan(tasks: Sequence[SourceTask], chunk: int) -> list[list[int]]:
+  """Task positions per chunk: tasks sorted by size, so a chunk's models finish
+  together and few masked steps are wasted."""
+  sizes = np.array([len(t.train_indices) for t in tasks])
+  order = np.argsort(sizes, kind="stable")
+  num_chunks = int(math.ceil(len(tasks) / chunk))
+  return [order[k * chunk:(k + 1) * chunk].tolist() for k in range(num_chunks)]
+
+
+def _abstract_params(model, image_size: int, q: int) -> Any:
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
+                          jnp.zeros((1, image_size, image_size, 1)))["params"]
+  return jax.tree.map(lambda s: np.zeros((q,) + s.shape, s.dtype), shapes)
+
+
+def _stack_tree(parts: list[tuple[list[int], Any]], q: int) -> Any:
+  """Scatter per-chunk ``[c, ...]`` trees into one ``[q, ...]`` tree in task order."""
+  first = parts[0][1]
+  out = jax.tree.map(lambda x: np.zeros((q,) + x.shape[1:], x.dtype), first)
+  for positions, tree in parts:
+    for dst, src in zip(jax.tree.leaves(out), jax.tree.leaves(tree)):
+      dst[np.asarray(positions)] = src
+  return out
+
+
+# Model i's init key is fold_in(init_root, task_id) and its model key (whose
+# fold_in(., step) is the step key) fold_in(train_root, task_id), with
+# (init_root, train_root) = split(PRNGKey(seed)).
+_fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
+
+
+@functools.lru_cache(maxsize=8)
+def _programs(arch: str, head: int, conv_impl: str, image_size: int,
+              learning_rate: float, batch_size: int, steps_per_call: int,
+              unroll: int, eval_batch: int, mesh: Mesh):
+  """Jitted (init, runner, evaluator), cached so repeated calls (resumes, tests,
+  notebooks) reuse the compiled executables."""
+  model = make_cnn(arch, head, conv_impl)
+  tx = step_lib.make_optimizer(learning_rate)
+  init_fn = jax.jit(jax.vmap(step_lib.make_init(model, tx, image_size)),
+                    out_shardings=NamedSharding(mesh, P("models")))
+  runner = step_lib.make_multi_step_runner(model, tx, batch_size, steps_per_call,
+                                           unroll)
+  return init_fn, runner, step_lib.make_evaluator(model, eval_batch)
+
+
+def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
+              workdir: str,
+              progress_hook: Callable[[dict[str, Any]], None] | None = None,
+              devices: Sequence[jax.Device] | None = None) -> Zoo:
+  """Train one model per task (or resume), checkpointing every chunk.
+
+  Args:
+    config: the run's flags (``ZooConfig``).
+    pool: the source pool; every task indexes its rows.
+    tasks: one source task per model (task ids unique).
+    workdir: checkpoint folder (created; resumed if it holds this zoo).
+    progress_hook: called after each chunk with ``{"chunk", "num_chunks",
+      "models_done", "num_models", "seconds"}`` (tests raise from it to simulate
+      a killed run).
+    devices: devices of the ``models`` mesh (default: all).
+
+  Returns:
+    The ``Zoo``, params in task order.
+
+  Raises:
+    ConfigError / DataError: bad flags or tasks.
+    CheckpointError: a workdir from other flags, or a corrupt chunk.
+    TrainingError: a non-finite loss (names the task ids).
+  """
+  tasks = list(tasks)
+  head = _validate(config, pool, tasks)
+  mesh = model_mesh(devices)
+  num_devices = mesh.devices.size
+  writer = jax.process_index() == 0
+  record_path = os.path.join(workdir, "zoo_config.json")
+  tasks_path = os.path.join(workdir, "tasks.json")
+
+  stored = io.read_json(record_path) if os.path.exists(record_path) else None
+  if stored is not None and config.chunk_size == 0:
+    chunk = int(stored.get("chunk_size", 0)) or models_per_chunk(config, head,
+                                                                 num_devices)
+  else:
+    chunk = models_per_chunk(config, head, num_devices)
+  # Balance the chunks (every chunk is padded to the same size: one compile).
+  chunk = _round_up(math.ceil(len(tasks) / math.ceil(len(tasks) / chunk)),
+                    num_devices)
+  record = _record(config, pool, tasks, head, chunk)
+  tasks_text = tasks_to_json(tasks)
+  if stored is not None:
+    _check_record(workdir, stored, record)
+    if (not os.path.exists(tasks_path)
+        or json.loads(open(tasks_path, encoding="utf-8").read())
+        != json.loads(tasks_text)):
+      raise CheckpointError(
+          f"{tasks_path} is missing or lists other source tasks than this run. "
+          "Use a new --workdir, or the same flags and pool as the workdir's.")
+  elif writer:
+    os.makedirs(workdir, exist_ok=True)
+    io.write_text(tasks_path, tasks_text)
+    io.write_json(record_path, record)  # Last: marks the workdir as this zoo's.
+
+  model = make_cnn(config.arch, head, config.conv_impl)
+  most_rows = max(max(len(t.train_indices), len(t.holdout_indices)) for t in tasks)
+  eval_batch = min(EVAL_BATCH, _round_up(most_rows, 8))
+  init_fn, runner, evaluate = _programs(
+      config.arch, head, config.conv_impl, config.image_size,
+      float(config.learning_rate), config.batch_size, config.steps_per_call,
+      config.unroll, eval_batch, mesh)
+
+  sharded = NamedSharding(mesh, P("models"))
+  replicated = NamedSharding(mesh, P())
+  images = None  # Put on the devices only if some chunk needs training.
+  plan = _chunk_plan(tasks, chunk)
+  len_train = _round_up(max(len(t.train_indices) for t in tasks), eval_batch)
+  len_hold = _round_up(max(len(t.holdout_indices) for t in tasks), eval_batch)
+  init_root, train_root = jax.random.split(jax.random.PRNGKey(config.seed))
+  padded = _round_up(chunk, num_devices)
+
+  parts, metric_parts = [], []
+  start, done_models = time.time(), 0
+  for k, positions in enumerate(plan):
+    chunk_tasks = [tasks[i] for i in positions]
+    task_ids = [t.task_id for t in chunk_tasks]
+    abstract = _abstract_params(model, config.image_size, len(positions))
+    if _chunk_done(workdir, k):
+      params, meta = _load_chunk(workdir, k, abstract, task_ids)
+      parts.append((positions, params))
+      metric_parts.append((positions, {m: np.asarray(v, np.float32)
+                                       for m, v in meta["metrics"].items()}))
+      done_models += len(positions)
+      logging.info("zoo chunk %d/%d: restored from %s", k + 1, len(plan),
+                   _chunk_dir(workdir, k))
+      continue
+    if writer:
+      _clear_chunk(workdir, k)
+    if images is None:
+      images = _put(pool.images, replicated)
+    t_chunk = time.time()
+    # Pad the chunk with copies of its first task that never train (num_steps 0).
+    fill = chunk_tasks + [chunk_tasks[0]] * (padded - len(chunk_tasks))
+    train_arrays = task_arrays(fill, pool.labels, "train", len_train,
+                               config.batch_size, config.epochs)
+    hold_arrays = task_arrays(fill, pool.labels, "holdout", len_hold,
+                              config.batch_size, config.epochs)
+    train_arrays["num_steps"][len(chunk_tasks):] = 0
+    ids = np.array([t.task_id for t in fill], np.uint32)
+    keys = _put(np.asarray(_fold(train_root, ids)), sharded)
+    state = init_fn(_put(np.asarray(_fold(init_root, ids)), sharded))
+    dev_train = {n: _put(v, sharded) for n, v in train_arrays.items()}
+    active = _put(np.ones((padded,), bool), sharded)
+    total = int(train_arrays["num_steps"].max())
+    losses = []
+    for t0 in range(0, total, config.steps_per_call):
+      state, loss = runner(state, dev_train, keys, jnp.int32(t0), images, active)
+      losses.append(loss)
+    params = state["params"]
+    tr = evaluate(params, dev_train["idx"], dev_train["labels"], dev_train["n"],
+                  dev_train["num_classes"], images)
+    ho = evaluate(params, _put(hold_arrays["idx"], sharded),
+                  _put(hold_arrays["labels"], sharded),
+                  _put(hold_arrays["n"], sharded),
+                  _put(hold_arrays["num_classes"], sharded), images)
+    c = len(chunk_tasks)
+    params = jax.tree.map(lambda x: _fetch(x)[:c], params)
+    step_losses = (np.concatenate([_fetch(x) for x in losses])[:, :c]
+                   if losses else np.zeros((0, c), np.float32))
+    metrics = {"train_loss": _fetch(tr["loss"])[:c],
+               "train_accuracy": _fetch(tr["accuracy"])[:c],
+               "holdout_loss": _fetch(ho["loss"])[:c],
+               "holdout_accuracy": _fetch(ho["accuracy"])[:c]}
+    finite = (np.all(np.isfinite(step_losses), axis=0)
+              & np.isfinite(metrics["train_loss"])
+              & np.all([np.all(np.isfinite(x.reshape(c, -1)), axis=1)
+                        for x in jax.tree.leaves(params)], axis=0))
+    if not np.all(finite):
+      bad = [task_ids[i] for i in np.flatnonzero(~finite)]
+      raise TrainingError(
+          f"Non-finite loss or parameters while training source task(s) {bad} "
+          f"(chunk {k}). Lower --learning_rate (now {config.learning_rate}) or "
+          "check those tasks' images for NaN/inf.")
+    meta = {"chunk": k, "task_ids": task_ids,
+            "num_steps": train_arrays["num_steps"][:c],
+            "metrics": metrics}
+    _save_chunk(workdir, k, params, meta, writer)
+    parts.append((positions, params))
+    metric_parts.append((positions, metrics))
+    done_models += c
+    elapsed = time.time() - start
+    rate = c / max(time.time() - t_chunk, 1e-9)
+    eta = (len(tasks) - done_models) / rate
+    logging.info(
+        "zoo chunk %d/%d: models %d/%d, %.2f models/s, chunk %.1fs, ETA %.0fs, "
+        "mean train loss %.3f, mean holdout acc %.3f", k + 1, len(plan),
+        done_models, len(tasks), rate, time.time() - t_chunk, eta,
+        float(np.mean(metrics["train_loss"])),
+        float(np.nanmean(metrics["holdout_accuracy"]))
+        if np.any(np.isfinite(metrics["holdout_accuracy"])) else float("nan"))
+    if progress_hook is not None:
+      progress_hook({"chunk": k, "num_chunks": len(plan),
+                     "models_done": done_models, "num_models": len(tasks),
+                     "seconds": elapsed})
+
+  params = _stack_tree(parts, len(tasks))
+  metrics = _stack_tree(metric_parts, len(tasks))
+  if writer:
+    io.write_json(os.path.join(workdir, "metrics.json"),
+                  {"task_ids": [t.task_id for t in tasks],
+                   "num_classes": [t.num_classes for t in tasks], **metrics})
+  return Zoo(params, tasks, config.arch, config.image_size, head, metrics, record)
+
+
+def load_zoo(workdir: str) -> Zoo:
+  """Load a finished zoo from ``workdir`` (CheckpointError if absent/incomplete)."""
+  record_path = os.path.join(workdir, "zoo_config.json")
+  tasks_path = os.path.join(workdir, "tasks.json")
+  if not os.path.exists(record_path) or not os.path.exists(tasks_path):
+    raise CheckpointError(
+        f"{workdir} holds no zoo (no zoo_config.json / tasks.json). Train one "
+        f"with `python -m experiments.train_sources --workdir={workdir}`.")
+  record = io.read_json(record_path)
+  with open(tasks_path, encoding="utf-8") as f:
+    tasks = tasks_from_json(f.read())
+  model = make_cnn(record["arch"], record["head_classes"], record["conv_impl"])
+  plan = _chunk_plan(tasks, int(record["chunk_size"]))
+  parts, metric_parts = [], []
+  for k, positions in enumerate(plan):
+    if not _chunk_done(workdir, k):
+      raise CheckpointError(
+          f"The zoo in {workdir} is incomplete: chunk {k} ({_chunk_dir(workdir, k)}) "
+          "is missing. Rerun train_sources with the same flags and --workdir to "
+          "finish it.")
+    abstract = _abstract_params(model, record["image_size"], len(positions))
+    params, meta = _load_chunk(workdir, k, abstract,
+                               [tasks[i].task_id for i in positions])
+    parts.append((positions, params))
+    metric_parts.append((positions, {m: np.asarray(v, np.float32)
+                                     for m, v in meta["metrics"].items()}))
+  return Zoo(_stack_tree(parts, len(tasks)), tasks, record["arch"],
+             int(record["image_size"]), int(record["head_classes"]),
+             _stack_tree(metric_parts, len(tasks)), record)
+
+
+# ----------------------------------------------------------------------------
+# Inference over a whole stack.
+# ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _stack_apply(arch: str, head: int, conv_impl: str):
+  return step_lib.make_stack_apply(make_cnn(arch, head, conv_impl), EVAL_BATCH)
+
+
+def _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
+                   devices) -> tuple[np.ndarray, np.ndarray]:
+  if isinstance(zoo_or_params, Zoo):
+    params, arch = zoo_or_params.params, zoo_or_params.arch
+    conv_impl = conv_impl or zoo_or_params.conv_impl
+  else:
+    params = zoo_or_params
+    if arch is None:
+      raise ConfigError("Pass arch= with a parameter stack (or pass a Zoo).")
+  images = np.asarray(images, np.float32)
+  check_image_size(arch, images.shape[1])
+  head = int(params["head"]["kernel"].shape[-1])
+  q = int(params["head"]["kernel"].shape[0])
+  n = images.shape[0]
+  mesh = model_mesh(devices)
+  sharded = NamedSharding(mesh, P("models"))
+  apply = _stack_apply(arch, head, conv_impl or "im2col")
+  padded_n = _round_up(n, EVAL_BATCH)
+  x = np.zeros((padded_n,) + images.shape[1:], np.float32)
+  x[:n] = images
+  x = _put(x, NamedSharding(mesh, P()))
+  size = _round_up(min(model_chunk, q), mesh.devices.size)
+  logits, feats = [], []
+  for s in range(0, q, size):
+    part = jax.tree.map(lambda a: np.asarray(a[s:s + size]), params)
+    c = part["head"]["kernel"].shape[0]
+    part = jax.tree.map(
+        lambda a: np.concatenate([a, np.repeat(a[:1], size - c, 0)]), part)
+    lg, ft = apply(jax.tree.map(lambda a: _put(a, sharded), part), x)
+    logits.append(_fetch(lg)[:c, :n])
+    feats.append(_fetch(ft)[:c, :n])
+  return np.concatenate(logits), np.concatenate(feats)
+
+
+def zoo_features(zoo_or_params, arch: str | None = None,
+                 images: np.ndarray | None = None, *, conv_impl: str | None = None,
+                 model_chunk: int = 16,
+                 devices: Sequence[jax.Device] | None = None) -> np.ndarray:
+  """Penultimate features ``N_i^{m-1}(x)`` of every model: ``[q, n, 200]``.
+
+  Args:
+    zoo_or_params: a ``Zoo`` or a parameter stack with a leading ``[q]`` axis.
+    arch: the architecture (ignored for a Zoo).
+    images: ``[n, s, s, 1]`` float32.
+    conv_impl: convolution implementation (default: the zoo's, or im2col).
+    model_chunk: models per jitted call (bounds memory).
+    devices: devices to shard the model axis over (default: all).
+  """
+  _, feats = _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
+                            devices)
+  assert feats.shape[-1] == FEATURE_DIM
+  return feats
+
+
+def zoo_logits(zoo_or_params, arch: str | None = None,
+               images: np.ndarray | None = None, *, num_classes=None,
+               conv_impl: str | None = None, model_chunk: int = 16,
+               devices: Sequence[jax.Device] | None = None) -> np.ndarray:
+  """Head logits of every model: ``[q, n, max_classes]``.
+
+  Columns ``>= num_classes[i]`` are set to ``finfo.min`` (``masked_logits``);
+  ``num_classes`` defaults to the zoo's task class counts for a ``Zoo`` and to
+  no masking for a bare parameter stack.
+  """
+  if num_classes is None and isinstance(zoo_or_params, Zoo):
+    num_classes = [t.num_classes for t in zoo_or_params.tasks]
+  logits, _ = _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
+                             devices)
+  if num_classes is not None:
+    nc = np.asarray(num_classes).reshape(-1, 1, 1)
+    logits = np.asarray(masked_logits(jnp.asarray(logits), jnp.asarray(nc)))
+  return logits
+
+
+def run(config: ZooConfig, workdir: str,
+        progress_hook: Callable[[dict[str, Any]], None] | None = None) -> Zoo:
+  """Load the pool, make the source tasks and train (or resume) the zoo."""
+  if config.distributed:
+    jax.distributed.initialize()
+  # Imported here so the trainer does not need the loaders (and their data).
+  # pylint: disable-next=g-import-not-at-top
+  from transferjax.data import load_dataset, make_source_tasks
+  check_image_size(config.arch, config.image_size)
+  pool = load_dataset(config.dataset, image_size=config.image_size,
+                      seed=config.seed)
+  tasks = make_source_tasks(pool, config.num_tasks,
+                            min_classes=config.min_classes,
+                            max_classes=config.max_classes,
+                            max_per_class=config.max_per_class,
+                            holdout_fraction=config.holdout_fraction,
+                            seed=config.seed)
+  return train_zoo(config, pool, tasks, workdir, progress_hook=progress_hook)
