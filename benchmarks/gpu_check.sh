@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# One short GPU check of the three hot paths; prints ONE JSON summary line.
+#
+#   bash benchmarks/gpu_check.sh             # on a machine with an NVIDIA GPU
+#   bash benchmarks/gpu_check.sh --dry_run   # tiny sizes on whatever backend (CPU ok)
+#
+# 1. zoo training: benchmarks.train_zoo, 512 lenet20 models vmapped in one
+#    program (1 epoch of 2,048 samples = 32 steps each; ~75 MB per model, so
+#    ~38 GB: an 80 GB card), plus 4 models run one after another for the ratio;
+# 2. scoring: benchmarks.score, k-NN CMI of 500 sources at n=5,000, dF=200
+#    (max-norm, JAX only: the cKDTree reference would take hours at q=500);
+# 3. fine-tuning: benchmarks.finetune_speed, 500 sources x 1 seed vmapped vs a
+#    stack of one model at a time (the first 32 sources, extrapolated).
+#
+# Budget: about 10 minutes of GPU time in all; each step has its own timeout
+# (STEP_TIMEOUT_S, default 200 s) and a step that fails or times out is reported
+# as such in the summary instead of stopping the others. JSON lines of each step
+# go to $OUT_DIR (default: a temp dir); the last line on stdout is the summary.
+#
+# JAX with CUDA: if a GPU is visible (nvidia-smi) but JAX's backend is "cpu",
+# the script runs `pip install "jax[cuda12]==<installed jax version>"` (the CUDA
+# plugin and NVIDIA wheels, ~3 GB; needs network access; set NO_INSTALL=1 to
+# skip) and checks again. It exits 2 with a message when there is no GPU.
+set -uo pipefail
+
+DRY_RUN=0
+for arg in "$@"; do
+  case "$arg" in
+    --dry_run|--dry-run) DRY_RUN=1 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $arg (use --dry_run)" >&2; exit 64 ;;
+  esac
+done
+
+cd "$(dirname "$0")/.." || exit 1
+PY=${PYTHON:-python}
+OUT_DIR=${OUT_DIR:-$(mktemp -d -t transferjax_gpu_check_XXXX)}
+STEP_TIMEOUT_S=${STEP_TIMEOUT_S:-200}
+mkdir -p "$OUT_DIR"
+
+backend() { "$PY" -c "import jax; print(jax.default_backend())" 2>/dev/null; }
+
+BACKEND=$(backend)
+if [ "$DRY_RUN" = 0 ] && [ "$BACKEND" != "gpu" ]; then
+  if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+    echo "gpu_check.sh: no NVIDIA GPU here (nvidia-smi finds none; JAX backend:" \
+         "${BACKEND:-jax not importable}). Run it on a GPU machine, or use" \
+         "--dry_run for a tiny CPU rehearsal." >&2
+    exit 2
+  fi
+  if [ "${NO_INSTALL:-0}" = 1 ]; then
+    echo "gpu_check.sh: a GPU is visible but JAX's backend is '$BACKEND' and" \
+         "NO_INSTALL=1. Install the CUDA plugin: pip install \"jax[cuda12]==<jax version>\"." >&2
+    exit 2
+  fi
+  JAX_VERSION=$("$PY" -c "import jax; print(jax.__version__)")
+  echo "gpu_check.sh: GPU visible, JAX backend '$BACKEND': installing jax[cuda12]==$JAX_VERSION" >&2
+  "$PY" -m pip install -q "jax[cuda12]==$JAX_VERSION" >&2
+  BACKEND=$(backend)
+  if [ "$BACKEND" != "gpu" ]; then
+    echo "gpu_check.sh: JAX still reports backend '$BACKEND' after installing" \
+         "jax[cuda12]; check the driver (nvidia-smi) and CUDA 12 support." >&2
+    exit 2
+  fi
+fi
+
+if [ "$DRY_RUN" = 1 ]; then
+  ZOO_ARGS=(--num_models=8 --conv_impl=im2col --epochs=1 --samples=128 --seq_max_models=1)
+  SCORE_ARGS=(--q 4 --n 500 --dims 50 --metrics max --no_reference --repeats 1)
+  FT_ARGS=(--num_sources=4 --num_seeds=1 --max_epochs=2 --patience=1 --num_labeled=40)
+else
+  ZOO_ARGS=(--num_models=512 --conv_impl=im2col --epochs=1 --samples=2048 --seq_max_models=4)
+  SCORE_ARGS=(--q 500 --n 5000 --dims 200 --metrics max --no_reference --repeats 1)
+  FT_ARGS=(--num_sources=500 --num_seeds=1 --max_epochs=20 --patience=5
+           --model_chunk=512 --seq_max_sources=32)
+fi
+
+# run_step NAME CMD...: JSON lines to $OUT_DIR/NAME.jsonl, stderr to NAME.log,
+# exit status to NAME.rc (124: timed out).
+run_step() {
+  local name=$1; shift
+  local t0=$SECONDS
+  timeout "$STEP_TIMEOUT_S" "$@" > "$OUT_DIR/$name.jsonl" 2> "$OUT_DIR/$name.log"
+  echo $? > "$OUT_DIR/$name.rc"
+  echo $((SECONDS - t0)) > "$OUT_DIR/$name.seconds"
+  echo "gpu_check.sh: $name exit $(cat "$OUT_DIR/$name.rc") in $((SECONDS - t0))s" >&2
+}
+
+run_step zoo "$PY" -m benchmarks.train_zoo "${ZOO_ARGS[@]}"
+run_step score "$PY" -m benchmarks.score "${SCORE_ARGS[@]}"
+run_step finetune "$PY" -m benchmarks.finetune_speed "${FT_ARGS[@]}"
+
+# The summary: every JSON line of each step, its exit status and seconds, and
+# the headline numbers.
+"$PY" - "$OUT_DIR" "$DRY_RUN" <<'EOF'
+import json, os, sys
+
+import jax
+
+out_dir, dry_run = sys.argv[1], sys.argv[2] == "1"
+
+
+def step(name):
+  rows = []
+  path = os.path.join(out_dir, name + ".jsonl")
+  if os.path.exists(path):
+    for line in open(path, encoding="utf-8"):
+      line = line.strip()
+      if line.startswith("{"):
+        try:
+          rows.append(json.loads(line))
+        except json.JSONDecodeError:
+          pass
+  rc = int(open(os.path.join(out_dir, name + ".rc")).read())
+  seconds = int(open(os.path.join(out_dir, name + ".seconds")).read())
+  out = {"exit": rc, "timed_out": rc == 124, "seconds": seconds, "lines": rows}
+  if rc != 0:
+    log = open(os.path.join(out_dir, name + ".log"), encoding="utf-8").read()
+    out["log_tail"] = log[-600:]
+  return out
+
+
+zoo, score, ft = step("zoo"), step("score"), step("finetune")
+head = {}
+vm = [r for r in zoo["lines"] if r.get("mode") == "vmap"]
+sq = [r for r in zoo["lines"] if r.get("mode") == "sequential"]
+if vm:
+  head["zoo_models"] = vm[-1]["num_models"]
+  head["zoo_model_steps_per_s"] = vm[-1]["model_steps_per_s"]
+  head["zoo_compile_s"] = vm[-1]["compile_s"]
+if vm and sq:
+  head["zoo_vmap_speedup"] = vm[-1]["model_steps_per_s"] / sq[-1]["model_steps_per_s"]
+sc = [r for r in score["lines"] if "jax_s" in r]
+if sc:
+  head["score_q"], head["score_n"] = sc[-1]["q"], sc[-1]["n"]
+  head["score_s"] = sc[-1]["jax_s"]
+  head["score_first_call_s"] = sc[-1]["jax_first_call_s"]
+fs = [r for r in ft["lines"] if r.get("kind") == "summary"]
+if fs:
+  head["finetune_models"] = fs[-1]["models"]
+  head["finetune_vmap_s"] = fs[-1]["vmap_s"]
+  head["finetune_speedup"] = fs[-1]["speedup"]
+  head["finetune_max_abs_auc_diff"] = fs[-1]["max_abs_auc_diff"]
+print(json.dumps({
+    "kind": "gpu_check", "dry_run": dry_run, "backend": jax.default_backend(),
+    "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
+    "ok": all(s["exit"] == 0 for s in (zoo, score, ft)), "headline": head,
+    "zoo": zoo, "score": score, "finetune": ft, "out_dir": out_dir}))
+EOF
