@@ -40,10 +40,17 @@ def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
   logits = zoo_lib.zoo_logits(zoo, images=scoring.images)
   features = zoo_lib.zoo_features(zoo, images=scoring.images)
   features = np.asarray(features, np.float32)
-  if not np.all(np.isfinite(features)):
-    bad = np.flatnonzero(~np.isfinite(features).all(axis=(1, 2)))
-    raise EstimatorError(f"Source(s) {bad[:10].tolist()} give NaN/inf features on "
-                         "the target; their checkpoints are broken. Retrain them.")
+  # Parameters are checked too: XLA:CPU's fused dense+ReLU can turn a NaN weight
+  # into a finite feature (measured; docs/notes/pipeline_tests.md).
+  q = features.shape[0]
+  finite = np.isfinite(features).all(axis=(1, 2))
+  for leaf in jax.tree.leaves(zoo.params):
+    finite &= np.isfinite(np.asarray(leaf)).reshape(q, -1).all(axis=1)
+  if not finite.all():
+    bad = np.flatnonzero(~finite)
+    raise EstimatorError(f"Source(s) {bad[:10].tolist()} have NaN/inf parameters "
+                         "or give NaN/inf features on the target; their "
+                         "checkpoints are broken. Retrain them.")
   return RankInputs(
       labels=np.asarray(scoring.labels), t=np.asarray(scoring.t),
       features=features, source_logits=np.asarray(logits, np.float32),

@@ -9,6 +9,7 @@ All sources x seeds (plus the baselines) train at once in ``fit_models``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 
@@ -25,12 +26,18 @@ from transferjax.transfer.fit import FitConfig, fit_models, pad_index_sets
 TRANSFERRED_PREFIX = "conv"
 
 
+@functools.lru_cache(maxsize=16)
+def _init_stack_fn(arch: str, max_classes: int, image_size: int, conv_impl: str):
+  model = make_cnn(arch, max_classes, conv_impl)
+  dummy = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
+  # Jitted: one compile per shape instead of dozens of eager op compiles.
+  return jax.jit(jax.vmap(lambda k: model.init(k, dummy)["params"]))
+
+
 def init_params_stack(arch: str, max_classes: int, keys: jax.Array,
                       image_size: int, conv_impl: str = "im2col"):
   """Fresh parameters for ``len(keys)`` models, stacked on a leading axis."""
-  model = make_cnn(arch, max_classes, conv_impl)
-  dummy = jnp.zeros((1, image_size, image_size, 1), jnp.float32)
-  return jax.vmap(lambda k: model.init(k, dummy)["params"])(keys)
+  return _init_stack_fn(arch, int(max_classes), int(image_size), conv_impl)(keys)
 
 
 def transplant(source_params, fresh_params):

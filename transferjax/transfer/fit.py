@@ -124,6 +124,7 @@ class _Fitter:
   def logits(self, params, images, block: int = 128):
     """``[M, E, C]`` logits, in blocks of images so activations stay small."""
     n = images.shape[0]
+    block = max(1, min(block, n))  # A small eval set is not padded to a full block.
     out = []
     for start in range(0, n, block):
       chunk = images[start:start + block]
@@ -219,13 +220,17 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
   if np.any(np.asarray(train_len) < 1) or np.any(np.asarray(val_len) < 1):
     raise ConfigError("Every model needs at least one training and one "
                       "validation row.")
-  fitter = _fitter(cfg)
+  # The compiled functions do not depend on the epoch/patience/budget fields;
+  # normalizing them lets e.g. the target net and fine-tuning share one compile.
+  fitter = _fitter(dataclasses.replace(cfg, max_epochs=1, patience=1, budgets=()))
   images = jnp.asarray(images, jnp.float32)
   labels = jnp.asarray(labels, jnp.int32)
   train_idx, train_len = jnp.asarray(train_idx), jnp.asarray(train_len)
   val_idx, val_len = jnp.asarray(val_idx), jnp.asarray(val_len)
   num_classes = jnp.asarray(num_classes, jnp.int32)
-  params = jax.tree.map(jnp.asarray, init_params)
+  # A copy: the epoch donates the state, which must not invalidate the caller's
+  # arrays (init_params_stack returns device arrays that jnp.asarray would alias).
+  params = jax.tree.map(lambda x: jnp.array(x, copy=True), init_params)
   state = {"params": params, "opt": fitter.init_opt(params)}
   best_params = jax.tree.map(jnp.copy, params)
   best_loss = np.full(num_models, np.inf)
