@@ -14,6 +14,7 @@ every setting is resumable.
 """
 import os
 
+from transferjax import cli
 from absl import app, flags, logging
 
 from experiments import study_flags
@@ -71,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

@@ -13,6 +13,7 @@ ceiling (``runs/demo/study/report.md``). Rerunning resumes and finishes at once.
 """
 import dataclasses
 
+from transferjax import cli
 from absl import app, flags, logging
 
 from transferjax.scoring.job import RankRunConfig
@@ -64,4 +65,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

@@ -12,6 +12,7 @@ rel_top1, regret; plus no_transfer, num_sources, ceiling) and ``figures/*.png``
 in ``--workdir``. Ground truth or scores not yet computed are computed (and
 saved) first.
 """
+from transferjax import cli
 from absl import app, flags, logging
 
 from experiments import study_flags
@@ -33,4 +34,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

@@ -16,6 +16,7 @@ resumable. The paper's own MNIST setting: ``--num_labeled=0 --fraction=0.05``
 """
 import dataclasses
 
+from transferjax import cli
 from absl import app, flags, logging
 
 from experiments import study_flags
@@ -52,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

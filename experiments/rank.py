@@ -10,6 +10,7 @@ accuracy, gamma, normalized gamma) and ``ranking.json`` / ``ranking.csv`` in
 ``--workdir`` (default ``<zoo>/rank/<target>``). ``--protocol=paper`` scores on
 ``D_v`` only (the paper's protocol; a handful of images at 5%).
 """
+from transferjax import cli
 from absl import app
 from absl import flags
 
@@ -59,4 +60,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from transferjax import cli
 from absl import app, flags, logging
 
 from transferjax.train import ZooConfig, run
@@ -42,8 +43,12 @@ flags.DEFINE_float("holdout_fraction", _D.holdout_fraction,
 flags.DEFINE_integer("epochs", _D.epochs, "Epochs over each task's rows.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate.")
-flags.DEFINE_enum("conv_impl", _D.conv_impl, ["im2col", "xla", "patches"],
-                  "Convolution implementation (im2col is faster under vmap).")
+flags.DEFINE_enum("conv_impl", _D.conv_impl, ["im2col", "xla", "patches", "xla_vjp"],
+                  "Convolution implementation (im2col is faster under vmap; "
+                  "xla_vjp with --model_loop=map is the fastest on CPU).")
+flags.DEFINE_enum("compute_dtype", _D.compute_dtype, ["float32", "bfloat16"],
+                  "Dtype of convolutions and dense layers (float32 master "
+                  "weights and loss); part of the zoo's identity.")
 flags.DEFINE_integer("chunk_size", _D.chunk_size,
                      "Models per chunk (0: from --memory_budget_mb).")
 flags.DEFINE_integer("memory_budget_mb", _D.memory_budget_mb,
@@ -51,6 +56,9 @@ flags.DEFINE_integer("memory_budget_mb", _D.memory_budget_mb,
 flags.DEFINE_integer("steps_per_call", _D.steps_per_call,
                      "Optimizer steps per jitted call (lax.scan length).")
 flags.DEFINE_integer("unroll", _D.unroll, "lax.scan unroll factor.")
+flags.DEFINE_enum("model_loop", _D.model_loop, ["auto", "vmap", "map"],
+                  "Batch the models (vmap: accelerators) or loop over them in "
+                  "the program (map: CPU); auto picks by backend.")
 flags.DEFINE_bool("distributed", _D.distributed,
                   "Call jax.distributed.initialize() (multi-host).")
 flags.DEFINE_bool("smoke", False, "Tiny run: 4 tasks, 10 images/class, 1 epoch.")
@@ -78,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

@@ -10,6 +10,7 @@ Expected result: ``transfer.json`` / ``transfer.csv`` (source id, mean AUC, sd,
 epochs used, fixed-budget AUCs) and ``transfer/split_S.json`` per split. A rerun
 skips finished splits (resumable); other settings on the same workdir are refused.
 """
+from transferjax import cli
 from absl import app, flags, logging
 
 from experiments import study_flags
@@ -32,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(cli.guard(main))

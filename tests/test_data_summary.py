@@ -5,7 +5,7 @@ from transferjax import io
 
 
 def test_data_summary_run(tmp_path):
-  from experiments import data_summary
+  from transferjax.data import summary as data_summary
   config = data_summary.Config(workdir=str(tmp_path), image_size=12,
                                datasets=("faces", "spots"),
                                split_target="digits:4,9", split_fraction=0.2)
