@@ -166,11 +166,16 @@ def score_sources(name: str, inputs: Any, labels: Any, *, key: jax.Array | None 
     if not spec.jittable:
       return np.array([spec.fn(tf[i], ty, vf[i], vy, **options)
                        for i in range(tf.shape[0])], dtype=np.float64)
+    q = tf.shape[0]
+    bs = min(batch_size, q)
+    pad = (-q) % bs  # no remainder batch (see the note in the features path)
+    tf_p = np.concatenate([tf, np.repeat(tf[-1:], pad, axis=0)]) if pad else tf
+    vf_p = np.concatenate([vf, np.repeat(vf[-1:], pad, axis=0)]) if pad else vf
     with jax.enable_x64(True):
-      out = _map_train_val(jnp.asarray(tf), jnp.asarray(vf), jnp.asarray(ty),
+      out = _map_train_val(jnp.asarray(tf_p), jnp.asarray(vf_p), jnp.asarray(ty),
                            jnp.asarray(vy), core=spec.core, num_classes=c,
-                           batch_size=batch_size, options=tuple(sorted(options.items())))
-      return np.asarray(out, dtype=np.float64)
+                           batch_size=bs, options=tuple(sorted(options.items())))
+      return np.asarray(out, dtype=np.float64)[:q]
 
   if spec.input == "features":
     xs, y, c = _common.check_features(inputs, labels, name, stacked=True)
@@ -189,9 +194,16 @@ def score_sources(name: str, inputs: Any, labels: Any, *, key: jax.Array | None 
     options = {"num_source_classes": cs, **options}
 
   q = xs.shape[0]
+  bs = min(batch_size, q)
+  # Pad the sources to a multiple of the batch: lax.map with a remainder batch
+  # (e.g. 20 sources in batches of 16) compiles a second, differently vmapped
+  # copy of the body, and on jaxlib 0.10.2 XLA:CPU that executable can hang
+  # forever in a batched float64 eigh (reproduced; BUILD_NOTES.md).
+  pad = (-q) % bs
+  xs_p = np.concatenate([xs, np.repeat(xs[-1:], pad, axis=0)]) if pad else xs
   with jax.enable_x64(True):
-    keys = source_keys(key, q) if spec.needs_key else None
-    out = _map_sources(jnp.asarray(xs), jnp.asarray(y), keys, core=spec.core,
-                       num_classes=c, batch_size=min(batch_size, q),
+    keys = source_keys(key, q + pad) if spec.needs_key else None
+    out = _map_sources(jnp.asarray(xs_p), jnp.asarray(y), keys, core=spec.core,
+                       num_classes=c, batch_size=bs,
                        options=tuple(sorted(options.items())), keyed=spec.needs_key)
-    return np.asarray(out, dtype=np.float64)
+    return np.asarray(out, dtype=np.float64)[:q]
