@@ -1,25 +1,47 @@
-r"""Throughput of the vmapped zoo trainer vs the same step run model after model.
+r"""Throughput of the zoo trainer's variants, side by side, interleaved.
 
 One model-step = one Adam step of one lenet20 model on a batch of 64. Reference
-configuration: head of 20 classes, Adam 1e-3, batch 64, 2,048 samples per model,
-3 epochs (96 steps per model). Prints one JSON line per configuration:
+configuration (the default flags): head of 20 classes, Adam 1e-3, batch 64, 2,048
+samples per model, 3 epochs (96 steps per model).
 
-  {"mode": "vmap" | "sequential", "conv_impl", "num_models", "steps_per_model",
-   "model_steps_per_s", "compile_s", "run_s", "peak_rss_mb", ...}
+Every variant trains the same ``--num_models`` models on the same problem. The
+work is split into ``--rounds`` rounds and the variants take turns within each
+round (so a change in the load of a shared machine hits all of them alike);
+over all rounds each variant runs the whole training (``epochs * ceil(samples /
+batch)`` steps per model). Prints one JSON line per variant and zoo size:
 
-Command (a few minutes on 2 CPU cores; numbers in docs/notes/zoo.md):
+  {"variant", "conv_impl", "pool_impl", "model_loop", "compute_dtype",
+   "num_models", "steps_per_model", "model_steps_per_s" (all rounds),
+   "best_round_model_steps_per_s", "cpu_s", "compile_s", "run_s",
+   "ratio_to_first", "peak_rss_mb", "final_loss_mean"}
 
-  python -m benchmarks.train_zoo --num_models=1,8,64 --epochs=1
+Variants (``--variants``, first = the ratio's reference):
 
-``--num_models=512`` where memory allows. ``sequential`` runs at most
-``--seq_max_models`` models (its per-model-step cost does not depend on the zoo
-size; the line says how many it ran). ``peak_rss_mb`` is the process's peak so far
-(``ru_maxrss``), so it only grows down the list.
+  base         im2col conv, nn.max_pool, vmap over models (the first zoo trainer)
+  pool         im2col, reshape-max pool, vmap               (one lever: pooling)
+  map          im2col, reshape-max pool, lax.map over models (+ loop lever)
+  xla_vjp_map  xla_vjp conv, reshape-max pool, lax.map       (+ conv lever: the
+               default CPU path of the zoo trainer)
+  xla_vjp_vmap xla_vjp conv under vmap (grouped convolution)
+  bf16_map     xla_vjp_map in bfloat16 (``compute_dtype``)
+  seq_xla      a Python loop over models of one jitted single-model step with
+               nn.Conv semantics and nn.max_pool (the plain per-model baseline;
+               it runs ``--seq_max_models`` models)
+  seq_fast     the same loop with xla_vjp + reshape-max pool
+
+Command (reference configuration, 64 models; ~10 min on 2 loaded CPU cores):
+
+  python -m benchmarks.train_zoo --num_models=64 \
+      --variants=base,pool,map,xla_vjp_map,seq_xla
+
+``peak_rss_mb`` is the process's peak so far (``ru_maxrss``), so it only grows
+down the list. Numbers: docs/notes/speed.md.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import resource
 import time
 
@@ -32,17 +54,34 @@ from transferjax.models import make_cnn
 from transferjax.train import step as step_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("num_models", ["1", "8", "64"], "Zoo sizes.")
-flags.DEFINE_list("conv_impl", ["im2col", "patches", "xla"], "Convolution implementations.")
-flags.DEFINE_list("steps_per_call", ["32"], "lax.scan lengths of the vmapped runner "
-                  "(1 = a Python loop of jitted single steps).")
+flags.DEFINE_list("num_models", ["64"], "Zoo sizes.")
+flags.DEFINE_list("variants", ["base", "pool", "map", "xla_vjp_map", "seq_xla"],
+                  "Variants to compare (module docstring); the first is the "
+                  "reference of ratio_to_first.")
+flags.DEFINE_integer("steps_per_call", 8, "lax.scan length of the runner.")
 flags.DEFINE_integer("unroll", 1, "lax.scan unroll.")
+flags.DEFINE_integer("rounds", 4, "Interleaved rounds the training is split into.")
 flags.DEFINE_integer("samples", 2048, "Training samples per model.")
 flags.DEFINE_integer("epochs", 3, "Epochs per model.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_integer("num_classes", 20, "Head width (every task uses all).")
-flags.DEFINE_integer("seq_max_models", 8, "Most models the sequential loop runs.")
-flags.DEFINE_bool("sequential", True, "Also time the sequential loop.")
+flags.DEFINE_integer("seq_max_models", 2, "Models the sequential loops run.")
+flags.DEFINE_list("conv_impl", [], "Time a vmap variant '<impl>_vmap' "
+                  "(reshape-max pool, float32) per listed conv_impl, and seq_xla "
+                  "unless --variants is given too (the older interface of this "
+                  "benchmark; benchmarks/gpu_check.sh uses it).")
+
+# name: (conv_impl, pool_impl, model_loop or "seq", compute_dtype)
+VARIANTS = {
+    "base": ("im2col", "flax", "vmap", "float32"),
+    "pool": ("im2col", "reshape", "vmap", "float32"),
+    "map": ("im2col", "reshape", "map", "float32"),
+    "xla_vjp_map": ("xla_vjp", "reshape", "map", "float32"),
+    "xla_vjp_vmap": ("xla_vjp", "reshape", "vmap", "float32"),
+    "bf16_map": ("xla_vjp", "reshape", "map", "bfloat16"),
+    "seq_xla": ("xla", "flax", "seq", "float32"),
+    "seq_fast": ("xla_vjp", "reshape", "seq", "float32"),
+}
 
 
 def _rss_mb() -> float:
@@ -62,85 +101,159 @@ def _problem(q: int, samples: int, num_classes: int, seed: int = 0):
   return base, tasks
 
 
-def bench_vmap(q, conv_impl, steps_per_call, total_steps):
-  model = make_cnn("lenet20", FLAGS.num_classes, conv_impl)
-  tx = step_lib.make_optimizer(1e-3)
-  base, tasks = _problem(q, FLAGS.samples, FLAGS.num_classes)
-  tasks["num_steps"] = np.full((q,), total_steps, np.int32)
-  tasks = jax.tree.map(jnp.asarray, tasks)
-  keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
-      jnp.arange(q))
-  state = jax.jit(jax.vmap(step_lib.make_init(model, tx, 20)))(
-      jax.random.split(jax.random.PRNGKey(1), q))
-  runner = step_lib.make_multi_step_runner(model, tx, FLAGS.batch_size,
-                                           steps_per_call, FLAGS.unroll)
-  active = jnp.ones((q,), bool)
-  t = time.time()
-  compiled = runner.lower(state, tasks, keys, jnp.int32(0), base, active).compile()
-  compile_s = time.time() - t
-  calls = math.ceil(total_steps / steps_per_call)
-  t = time.time()
-  for c in range(calls):
-    state, losses = compiled(state, tasks, keys, jnp.int32(c * steps_per_call),
-                             base, active)
-  losses.block_until_ready()
-  run_s = time.time() - t
-  return {"mode": "vmap", "conv_impl": conv_impl, "num_models": q,
-          "steps_per_model": total_steps, "steps_per_call": steps_per_call,
-          "unroll": FLAGS.unroll, "model_steps_per_s": q * total_steps / run_s,
-          "compile_s": compile_s, "run_s": run_s, "peak_rss_mb": _rss_mb(),
-          "final_loss_mean": float(jnp.mean(losses[-1]))}
+class _Stacked:
+  """A vmapped / mapped runner over all ``q`` models."""
+
+  def __init__(self, name, q, total_steps):
+    conv_impl, pool_impl, loop, dtype = VARIANTS[name]
+    model = make_cnn("lenet20", FLAGS.num_classes, conv_impl, dtype, pool_impl)
+    tx = step_lib.make_optimizer(1e-3)
+    self.base, tasks = _problem(q, FLAGS.samples, FLAGS.num_classes)
+    tasks["num_steps"] = np.full((q,), total_steps, np.int32)
+    self.tasks = jax.tree.map(jnp.asarray, tasks)
+    self.keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(0), i))(
+        jnp.arange(q))
+    self.state = jax.jit(jax.vmap(step_lib.make_init(model, tx, 20)))(
+        jax.random.split(jax.random.PRNGKey(1), q))
+    runner = step_lib.make_multi_step_runner(
+        model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll, loop)
+    self.active = jnp.ones((q,), bool)
+    t = time.time()
+    self.run = runner.lower(self.state, self.tasks, self.keys, jnp.int32(0),
+                            self.base, self.active).compile()
+    self.compile_s = time.time() - t
+    self.t, self.q, self.losses, self.total = 0, q, None, total_steps
+
+  def work(self, steps: int) -> int:
+    """Run ``steps`` more steps (whole calls); returns the model-steps taken
+    (steps past the models' ``num_steps`` are masked and not counted)."""
+    start = self.t
+    for _ in range(math.ceil(steps / FLAGS.steps_per_call)):
+      if self.t >= self.total:
+        break
+      self.state, self.losses = self.run(self.state, self.tasks, self.keys,
+                                         jnp.int32(self.t), self.base, self.active)
+      self.t += FLAGS.steps_per_call
+    if self.losses is not None:
+      self.losses.block_until_ready()
+    return (min(self.t, self.total) - min(start, self.total)) * self.q
+
+  def final_loss(self) -> float:
+    return float(jnp.mean(self.losses[-1]))
 
 
-def bench_sequential(q, conv_impl, total_steps):
-  model = make_cnn("lenet20", FLAGS.num_classes, conv_impl)
-  tx = step_lib.make_optimizer(1e-3)
-  ran = min(q, FLAGS.seq_max_models)
-  base, tasks = _problem(ran, FLAGS.samples, FLAGS.num_classes)
-  train_step = step_lib.make_train_step(model, tx)
-  length, b = FLAGS.samples, FLAGS.batch_size
+class _Sequential:
+  """A Python loop over models of one jitted single-model step (the baseline)."""
 
-  def one_step(state, idx, labels, n, num_classes, key, t, images):
-    pos, w = step_lib.sample_batch(key, t, n, length, b)
-    return train_step(state, idx[pos], images, labels[pos], num_classes,
-                      jax.random.fold_in(key, t), jnp.bool_(True), w)
+  def __init__(self, name, q, total_steps):
+    self.total = total_steps
+    conv_impl, pool_impl, _, dtype = VARIANTS[name]
+    model = make_cnn("lenet20", FLAGS.num_classes, conv_impl, dtype, pool_impl)
+    tx = step_lib.make_optimizer(1e-3)
+    self.q = min(q, FLAGS.seq_max_models)
+    self.base, tasks = _problem(self.q, FLAGS.samples, FLAGS.num_classes)
+    train_step = step_lib.make_train_step(model, tx)
+    length, b = FLAGS.samples, FLAGS.batch_size
 
-  step = jax.jit(one_step, donate_argnums=0)
-  init = jax.jit(step_lib.make_init(model, tx, 20))
-  args0 = [jnp.asarray(tasks[k][0]) for k in ("idx", "labels", "n", "num_classes")]
-  state = init(jax.random.PRNGKey(0))
-  t = time.time()
-  compiled = step.lower(state, *args0, jax.random.PRNGKey(0), jnp.int32(0),
-                        base).compile()
-  compile_s = time.time() - t
-  t = time.time()
-  for i in range(ran):  # The baseline being measured: a loop over models.
-    state = init(jax.random.PRNGKey(i))
-    args = [jnp.asarray(tasks[k][i]) for k in ("idx", "labels", "n", "num_classes")]
-    key = jax.random.fold_in(jax.random.PRNGKey(0), i)
-    for s in range(total_steps):
-      state, metrics = compiled(state, *args, key, jnp.int32(s), base)
-  metrics["loss"].block_until_ready()
-  run_s = time.time() - t
-  return {"mode": "sequential", "conv_impl": conv_impl, "num_models": q,
-          "models_run": ran, "steps_per_model": total_steps,
-          "model_steps_per_s": ran * total_steps / run_s, "compile_s": compile_s,
-          "run_s": run_s, "peak_rss_mb": _rss_mb()}
+    def one_step(state, idx, labels, n, num_classes, key, t, images):
+      pos, w = step_lib.sample_batch(key, t, n, length, b)
+      return train_step(state, idx[pos], images, labels[pos], num_classes,
+                        jax.random.fold_in(key, t), jnp.bool_(True), w)
+
+    init = jax.jit(step_lib.make_init(model, tx, 20))
+    self.args = [[jnp.asarray(tasks[k][i]) for k in ("idx", "labels", "n",
+                                                     "num_classes")]
+                 for i in range(self.q)]
+    self.keys = [jax.random.fold_in(jax.random.PRNGKey(0), i) for i in range(self.q)]
+    self.states = [init(jax.random.PRNGKey(i)) for i in range(self.q)]
+    t = time.time()
+    self.step = jax.jit(one_step, donate_argnums=0).lower(
+        self.states[0], *self.args[0], self.keys[0], jnp.int32(0),
+        self.base).compile()
+    self.compile_s = time.time() - t
+    self.t, self.metrics = 0, None
+
+  def work(self, steps: int) -> int:
+    steps = max(0, min(steps, self.total - self.t))
+    if steps == 0:
+      return 0
+    for i in range(self.q):  # The baseline being measured: a loop over models.
+      for s in range(steps):
+        self.states[i], self.metrics = self.step(
+            self.states[i], *self.args[i], self.keys[i], jnp.int32(self.t + s),
+            self.base)
+    self.t += steps
+    self.metrics["loss"].block_until_ready()
+    return self.q * steps
+
+  def final_loss(self) -> float:
+    return float(self.metrics["loss"])
+
+
+def _variant_names() -> list[str]:
+  names = list(FLAGS.variants)
+  if FLAGS.conv_impl and not FLAGS["variants"].present:
+    names = ["seq_xla"]  # The older interface: its convs under vmap + the loop.
+  for impl in FLAGS.conv_impl:
+    VARIANTS[f"{impl}_vmap"] = (impl, "reshape", "vmap", "float32")
+    names.append(f"{impl}_vmap")
+  return list(dict.fromkeys(names))
+
+
+def bench(q: int, total_steps: int) -> list[dict]:
+  runs = {}
+  for name in _variant_names():
+    if name not in VARIANTS:
+      raise app.UsageError(f"Unknown variant {name!r}; choose from {sorted(VARIANTS)}")
+    cls = _Sequential if VARIANTS[name][2] == "seq" else _Stacked
+    runs[name] = cls(name, q, total_steps)
+  # Whole calls per round, so the vmapped and looped variants do the same steps.
+  per_round = FLAGS.steps_per_call * math.ceil(
+      total_steps / FLAGS.rounds / FLAGS.steps_per_call)
+  stats = {n: {"model_steps": 0, "wall": 0.0, "cpu": 0.0, "best": 0.0}
+           for n in runs}
+  for _ in range(FLAGS.rounds):
+    for name, r in runs.items():
+      wall, cpu = time.time(), time.process_time()
+      done = r.work(per_round)
+      wall, cpu = time.time() - wall, time.process_time() - cpu
+      s = stats[name]
+      s["model_steps"] += done
+      s["wall"] += wall
+      s["cpu"] += cpu
+      if done:
+        s["best"] = max(s["best"], done / wall)
+  first = _variant_names()[0]
+  out = []
+  for name, r in runs.items():
+    s = stats[name]
+    conv_impl, pool_impl, loop, dtype = VARIANTS[name]
+    rate = s["model_steps"] / s["wall"]
+    out.append({
+        "variant": name, "conv_impl": conv_impl, "pool_impl": pool_impl,
+        "model_loop": loop, "compute_dtype": dtype, "num_models": q,
+        "models_run": r.q, "steps_per_model": s["model_steps"] // r.q,
+        "steps_per_call": FLAGS.steps_per_call, "unroll": FLAGS.unroll,
+        "model_steps_per_s": rate, "best_round_model_steps_per_s": s["best"],
+        "ratio_to_first": rate / (stats[first]["model_steps"] / stats[first]["wall"]),
+        "cpu_s": s["cpu"], "compile_s": r.compile_s, "run_s": s["wall"],
+        "peak_rss_mb": _rss_mb(), "final_loss_mean": r.final_loss()})
+  return out
 
 
 def main(argv):
   del argv
   total_steps = FLAGS.epochs * math.ceil(FLAGS.samples / FLAGS.batch_size)
   print(json.dumps({"devices": [str(d) for d in jax.devices()],
+                    "loadavg_start": os.getloadavg(),
                     "samples": FLAGS.samples, "epochs": FLAGS.epochs,
-                    "batch_size": FLAGS.batch_size,
-                    "num_classes": FLAGS.num_classes}), flush=True)
-  for conv_impl in FLAGS.conv_impl:
-    for q in (int(x) for x in FLAGS.num_models):
-      for spc in (int(x) for x in FLAGS.steps_per_call):
-        print(json.dumps(bench_vmap(q, conv_impl, spc, total_steps)), flush=True)
-      if FLAGS.sequential:
-        print(json.dumps(bench_sequential(q, conv_impl, total_steps)), flush=True)
+                    "batch_size": FLAGS.batch_size, "rounds": FLAGS.rounds,
+                    "num_classes": FLAGS.num_classes,
+                    "xla_flags": os.environ.get("XLA_FLAGS", "")}), flush=True)
+  for q in (int(x) for x in FLAGS.num_models):
+    for line in bench(q, total_steps):
+      print(json.dumps(line), flush=True)
+  print(json.dumps({"loadavg_end": os.getloadavg()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ def _init(arch, max_classes, conv_impl="im2col", seed=0):
   return model, params["params"]
 
 
-@pytest.mark.parametrize("conv_impl", ["xla", "im2col", "patches"])
+@pytest.mark.parametrize("conv_impl", ["xla", "im2col", "patches", "xla_vjp"])
 def test_lenet20_parameter_count_by_hand(conv_impl):
   _, params = _init("lenet20", 20, conv_impl)
   conv1 = 3 * 3 * 1 * 32 + 32
@@ -53,7 +53,8 @@ def test_output_shapes(arch, size):
 
 @pytest.mark.parametrize("arch,size,impl", [("lenet20", 20, "im2col"),
                                             ("spot9", 9, "im2col"),
-                                            ("lenet20", 20, "patches")])
+                                            ("lenet20", 20, "patches"),
+                                            ("spot9", 9, "xla_vjp")])
 def test_im2col_equals_xla_conv_same_params(arch, size, impl):
   xla_model, params = _init(arch, 5, "xla", seed=3)
   im2col_model = make_cnn(arch, 5, impl)
@@ -76,7 +77,7 @@ def _numpy_conv_same(x, kernel, bias):
   return out + bias
 
 
-@pytest.mark.parametrize("conv_impl", ["xla", "im2col", "patches"])
+@pytest.mark.parametrize("conv_impl", ["xla", "im2col", "patches", "xla_vjp"])
 def test_conv1_matches_float64_numpy(conv_impl):
   _, params = _init("lenet20", 2, conv_impl, seed=5)
   x = np.asarray(jax.random.uniform(jax.random.PRNGKey(2), (2, 20, 20, 1)))
@@ -149,3 +150,16 @@ def test_activation_floats_counts_im2col_patches():
   im2col = activation_floats_per_example("lenet20", "im2col")
   assert xla == 20 * 20 * 32 + 10 * 10 * 32 + 10 * 10 * 64 + 5 * 5 * 64 + 400
   assert im2col - xla == 20 * 20 * 9 + 10 * 10 * 288
+
+
+@pytest.mark.parametrize("arch,size", [("lenet20", 20), ("spot9", 9)])
+def test_reshape_pool_model_equals_flax_pool_model(arch, size):
+  # spot9 pools 9 -> 4 (VALID drops the last row/column): the odd case.
+  fast, params = _init(arch, 3)
+  flax_pool = make_cnn(arch, 3, pool_impl="flax")
+  x = jax.random.uniform(jax.random.PRNGKey(3), (4, size, size, 1))
+  for u, v in zip(fast.apply({"params": params}, x),
+                  flax_pool.apply({"params": params}, x)):
+    np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
+  with pytest.raises(ConfigError, match="Unknown pool_impl 'avg'"):
+    make_cnn(arch, 3, pool_impl="avg")

@@ -15,8 +15,21 @@ so parameters move freely between them:
   one matmul with the reshaped kernel. Under ``vmap`` it becomes a batched matmul.
 * ``"patches"``: the same with ``lax.conv_general_dilated_patches`` building the
   patches (an identity-kernel convolution: slower than the slices outside a scan).
+* ``"xla_vjp"``: ``"xla"``'s forward with a hand-written backward
+  (``jax.custom_vjp``): the input gradient is the SAME convolution of the output
+  gradient with the flipped, in/out-swapped kernel, and the kernel gradient an
+  explicit VALID convolution over the transposed input. XLA:CPU runs both as fast
+  Eigen spatial convolutions, while autodiff's own kernel-gradient convolution
+  takes its slow generic path (20x slower). Fastest on CPU when models are
+  looped (``make_multi_step_runner(..., model_loop="map")``); under ``vmap`` it
+  is a grouped convolution like ``"xla"``.
 
-Measurements: docs/notes/zoo.md.
+Max-pooling is a reshape + max (``max_pool2``): the same values as
+``nn.max_pool``, and on XLA:CPU its gradient is 3-5x cheaper than
+``select_and_scatter``'s. ``compute_dtype="bfloat16"`` runs convolutions and
+dense layers in bf16 with float32 parameters and float32 logits.
+
+Measurements: docs/notes/zoo.md, docs/notes/speed.md.
 """
 from __future__ import annotations
 
@@ -31,7 +44,9 @@ from jax import lax
 from transferjax.errors import ConfigError
 
 FEATURE_DIM = 200
-CONV_IMPLS = ("xla", "im2col", "patches")
+CONV_IMPLS = ("xla", "im2col", "patches", "xla_vjp")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+POOL_IMPLS = ("reshape", "flax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,21 +141,115 @@ def _conv_patches(x, kernel):
   return jnp.einsum("bhwk,ko->bhwo", patches, w)
 
 
+def _conv_input_grad(g, kernel):
+  """Gradient of a 3x3 SAME stride-1 convolution w.r.t. its input: the SAME
+  convolution of ``g [b, h, w, c_out]`` with the flipped, in/out-swapped kernel."""
+  return _conv_xla(g, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+
+
+def _conv_kernel_grad(x, g, kernel_shape):
+  """Gradient w.r.t. the kernel ``[kh, kw, c_in, c_out]``.
+
+  ``dk[i, j, c, o] = sum_{b, y, x} xp[b, y + i, x + j, c] * g[b, y, x, o]``: a
+  VALID convolution with the batch as the contracted channel axis (input
+  ``[c_in, h + 2, w + 2, b]``, kernel ``g`` as ``[h, w, b, c_out]``).
+  """
+  kh, kw = kernel_shape[:2]
+  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  dk = lax.conv_general_dilated(
+      xp.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), "VALID",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [c_in, kh, kw, c_out]
+  return dk.transpose(1, 2, 0, 3)
+
+
+@jax.custom_vjp
+def _conv_xla_vjp(x, kernel):
+  return _conv_xla(x, kernel)
+
+
+def _conv_xla_vjp_fwd(x, kernel):
+  return _conv_xla(x, kernel), (x, kernel)
+
+
+def _conv_xla_vjp_bwd(res, g):
+  x, kernel = res
+  # The input gradient of conv1 (x = data) is dead code that XLA removes.
+  return (_conv_input_grad(g, kernel).astype(x.dtype),
+          _conv_kernel_grad(x, g, kernel.shape).astype(kernel.dtype))
+
+
+_conv_xla_vjp.defvjp(_conv_xla_vjp_fwd, _conv_xla_vjp_bwd)
+
+
 _CONV_FNS: dict[str, Callable] = {"xla": _conv_xla, "im2col": _conv_im2col,
-                                  "patches": _conv_patches}
+                                  "patches": _conv_patches,
+                                  "xla_vjp": _conv_xla_vjp}
+
+
+def max_pool2(x: jax.Array) -> jax.Array:
+  """2x2 stride-2 VALID max-pool of ``[b, h, w, c]`` as a reshape + max.
+
+  Equals ``nn.max_pool(x, (2, 2), strides=(2, 2))`` (an odd last row/column is
+  dropped, as VALID does). Its gradient (``custom_vjp``) is one elementwise
+  select, which XLA:CPU runs several times faster than ``select_and_scatter``
+  (docs/notes/speed.md); on ties every tied entry gets the gradient where
+  ``nn.max_pool`` gives it to the first maximum, which after a ReLU only happens
+  in all-zero windows (gradient 0 either way).
+  """
+  h, w = x.shape[1], x.shape[2]
+  return _max_pool2_even(x[:, :h // 2 * 2, :w // 2 * 2, :])
+
+
+def _windows(x):
+  b, h, w, c = x.shape
+  return x.reshape(b, h // 2, 2, w // 2, 2, c)
+
+
+@jax.custom_vjp
+def _max_pool2_even(x):
+  return jnp.max(_windows(x), axis=(2, 4))
+
+
+def _max_pool2_fwd(x):
+  y = _max_pool2_even(x)
+  return y, (x, y)
+
+
+def _max_pool2_bwd(res, g):
+  # One fused select: the gradient goes to the window's maximum. (Autodiff of
+  # jnp.max counts ties and divides: 4x slower on XLA:CPU, docs/notes/speed.md.)
+  # On ties every tied entry gets it; after a ReLU ties are all-zero windows,
+  # whose gradient the ReLU zeroes.
+  x, y = res
+  mask = _windows(x) == y[:, :, None, :, None, :]
+  gx = jnp.where(mask, g[:, :, None, :, None, :], jnp.zeros((), g.dtype))
+  return (gx.reshape(x.shape),)
+
+
+_max_pool2_even.defvjp(_max_pool2_fwd, _max_pool2_bwd)
+
+
+def _pool(x, pool_impl: str):
+  if pool_impl == "flax":
+    return nn.max_pool(x, (2, 2), strides=(2, 2))
+  return max_pool2(x)
 
 
 class Conv3x3(nn.Module):
   """3x3 SAME convolution with ``nn.Conv``'s parameters and either implementation."""
   features: int
   conv_impl: str = "im2col"
+  compute_dtype: str = "float32"
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (3, 3, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    return _CONV_FNS[self.conv_impl](x, kernel) + bias
+    # Float32 master weights; the convolution runs in compute_dtype.
+    dtype = jnp.dtype(self.compute_dtype)
+    out = _CONV_FNS[self.conv_impl](x.astype(dtype), kernel.astype(dtype))
+    return out + bias.astype(dtype)
 
 
 class SmallCNN(nn.Module):
@@ -152,6 +261,8 @@ class SmallCNN(nn.Module):
   arch: str
   max_classes: int
   conv_impl: str = "im2col"
+  compute_dtype: str = "float32"
+  pool_impl: str = "reshape"
 
   @nn.compact
   def __call__(self, x):
@@ -163,18 +274,22 @@ class SmallCNN(nn.Module):
       raise ConfigError(f"Arch {self.arch!r} takes square {spec.image_size}x"
                         f"{spec.image_size} images, got {x.shape[1]}x{x.shape[2]}.")
     check_image_size(self.arch, x.shape[1])
-    x = nn.relu(Conv3x3(32, self.conv_impl, name="conv1")(x))
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(Conv3x3(64, self.conv_impl, name="conv2")(x))
+    dtype = jnp.dtype(self.compute_dtype)
+    x = nn.relu(Conv3x3(32, self.conv_impl, self.compute_dtype, name="conv1")(x))
+    x = _pool(x, self.pool_impl)
+    x = nn.relu(Conv3x3(64, self.conv_impl, self.compute_dtype, name="conv2")(x))
     if spec.pool_after_conv2:
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = _pool(x, self.pool_impl)
     x = x.reshape(x.shape[0], -1)
-    features = nn.relu(nn.Dense(FEATURE_DIM, name="fc")(x))
-    logits = nn.Dense(self.max_classes, name="head")(features)
-    return logits, features
+    features = nn.relu(nn.Dense(FEATURE_DIM, dtype=dtype, name="fc")(x))
+    logits = nn.Dense(self.max_classes, dtype=dtype, name="head")(features)
+    # Float32 outputs whatever the compute dtype: the loss is always float32.
+    return logits.astype(jnp.float32), features.astype(jnp.float32)
 
 
-def make_cnn(arch: str, max_classes: int, conv_impl: str = "im2col") -> SmallCNN:
+def make_cnn(arch: str, max_classes: int, conv_impl: str = "im2col",
+             compute_dtype: str = "float32", pool_impl: str = "reshape"
+             ) -> SmallCNN:
   """The CNN ``arch`` with a head padded to ``max_classes``.
 
   Args:
@@ -182,8 +297,13 @@ def make_cnn(arch: str, max_classes: int, conv_impl: str = "im2col") -> SmallCNN
       (9x9 patches).
     max_classes: head width; tasks with fewer classes mask the rest
       (``masked_logits``).
-    conv_impl: ``"im2col"`` (default: fastest under vmap on XLA:CPU), ``"xla"``
-      or ``"patches"``.
+    conv_impl: ``"im2col"`` (default: fastest under vmap on XLA:CPU), ``"xla"``,
+      ``"patches"`` or ``"xla_vjp"`` (fastest on CPU with models looped).
+    compute_dtype: ``"float32"`` (default) or ``"bfloat16"``: dtype of the
+      convolutions and dense layers; parameters stay float32 and the outputs
+      are float32.
+    pool_impl: ``"reshape"`` (default, ``max_pool2``) or ``"flax"``
+      (``nn.max_pool``; same values, slower gradient on CPU).
 
   Returns:
     A flax.linen Module; ``apply`` returns ``(logits, features)``.
@@ -191,10 +311,15 @@ def make_cnn(arch: str, max_classes: int, conv_impl: str = "im2col") -> SmallCNN
   arch_spec(arch)
   if conv_impl not in CONV_IMPLS:
     raise ConfigError(f"Unknown conv_impl {conv_impl!r}; choose one of {CONV_IMPLS}.")
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"Unknown compute_dtype {compute_dtype!r}; choose one of "
+                      f"{COMPUTE_DTYPES}.")
+  if pool_impl not in POOL_IMPLS:
+    raise ConfigError(f"Unknown pool_impl {pool_impl!r}; choose one of {POOL_IMPLS}.")
   if int(max_classes) < 2:
     raise ConfigError(f"max_classes must be >= 2 (a task needs 2 classes), got "
                       f"{max_classes}.")
-  return SmallCNN(arch, int(max_classes), conv_impl)
+  return SmallCNN(arch, int(max_classes), conv_impl, compute_dtype, pool_impl)
 
 
 def activation_floats_per_example(arch: str, conv_impl: str) -> int:
@@ -209,6 +334,6 @@ def activation_floats_per_example(arch: str, conv_impl: str) -> int:
   total = s * s * 32 + p * p * 32 + p * p * 64  # conv1, pool1, conv2 outputs
   if spec.pool_after_conv2:
     total += (p // 2) * (p // 2) * 64
-  if conv_impl != "xla":
+  if conv_impl not in ("xla", "xla_vjp"):
     total += s * s * 9 + p * p * 9 * 32  # patches of conv1 and conv2
   return total + 2 * FEATURE_DIM

@@ -10,7 +10,8 @@ target net N_t):
   permutation of the task's own rows, drawn on device from the step key of the
   epoch's first step. Depends only on ``(model_key, t, n)``, never on the padded
   length or on the other models, so a model trains identically alone or in a chunk.
-* ``make_multi_step_runner``: ``jax.vmap`` of (sample + step) over a leading model
+* ``make_multi_step_runner``: ``jax.vmap`` (or, ``model_loop="map"``, a
+  ``lax.map`` loop inside the program) of (sample + step) over a leading model
   axis, ``steps_per_call`` steps per call via ``lax.scan``, jitted with the state
   donated.
 * ``make_evaluator``: vmapped loss/accuracy of every model on its own index array.
@@ -23,6 +24,7 @@ Task arrays (a plain dict; leading ``[q]`` model axis once stacked):
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import jax
@@ -145,8 +147,17 @@ def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: in
   return positions, weights
 
 
+MODEL_LOOPS = ("vmap", "map")
+
+
+def default_model_loop() -> str:
+  """``"map"`` on a CPU backend, ``"vmap"`` elsewhere (docs/notes/speed.md)."""
+  return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
 def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: int,
-                           steps_per_call: int, unroll: int = 1) -> Callable:
+                           steps_per_call: int, unroll: int = 1,
+                           model_loop: str = "vmap") -> Callable:
   """Jitted ``run(state, tasks, model_keys, t0, images, model_active)``.
 
   Runs global steps ``t0 .. t0 + steps_per_call - 1`` for a ``[q]`` stack of
@@ -154,6 +165,14 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
   ``model_active[i]``; otherwise its state is untouched (no recompilation when
   models finish at different times; a caller doing early stopping flips
   ``model_active``).
+
+  ``model_loop="vmap"`` batches the models (one batched op per layer: the
+  accelerator path). ``"map"`` loops over them inside the compiled program
+  (``lax.map``): every op is a single-model op, so convolutions stay plain
+  (Eigen) convolutions on XLA:CPU instead of grouped ones, and an inactive model
+  skips its step (``lax.cond``) instead of computing it and discarding it.
+  Both give model i the same result as ``make_train_step`` alone (to float
+  rounding).
 
   Args (of the returned function):
     state: ``{"params", "opt"}`` with a leading ``[q]`` axis (donated).
@@ -167,18 +186,36 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
     ``(state, losses [steps_per_call, q])``; a loss is 0 where the model was
     inactive, so any non-finite entry is a real divergence.
   """
+  if model_loop not in MODEL_LOOPS:
+    raise ValueError(f"Unknown model_loop {model_loop!r}; choose one of "
+                     f"{MODEL_LOOPS}.")
   train_step = make_train_step(model, tx)
 
-  def one_model(state, task, model_key, t, images, active_model):
+  def one_model(state, task, model_key, t, images, active_model,
+                known_active=False):
     length = task["idx"].shape[0]
     active = (t < task["num_steps"]) & active_model
+    if known_active:  # Under lax.cond: no select over the whole state needed.
+      active = jnp.bool_(True)
     positions, weights = sample_batch(model_key, t, task["n"], length, batch_size)
     state, metrics = train_step(
         state, task["idx"][positions], images, task["labels"][positions],
         task["num_classes"], jax.random.fold_in(model_key, t), active, weights)
     return state, jnp.where(active, metrics["loss"], 0.0)
 
-  many = jax.vmap(one_model, in_axes=(0, 0, 0, None, None, 0))
+  if model_loop == "vmap":
+    many = jax.vmap(one_model, in_axes=(0, 0, 0, None, None, 0))
+  else:
+    def one_or_skip(state, task, model_key, t, images, active_model):
+      active = (t < task["num_steps"]) & active_model
+      # A finished model costs nothing (under vmap, cond would compute both).
+      return lax.cond(active, functools.partial(one_model, known_active=True),
+                      lambda s, *_: (s, jnp.float32(0.0)),
+                      state, task, model_key, t, images, active_model)
+
+    def many(state, tasks, model_keys, t, images, model_active):
+      return lax.map(lambda a: one_or_skip(a[0], a[1], a[2], t, images, a[3]),
+                     (state, tasks, model_keys, model_active))
 
   def run(state, tasks, model_keys, t0, images, model_active):
     def body(state, t):

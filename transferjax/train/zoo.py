@@ -47,7 +47,7 @@ from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask, tasks_from_json, tasks_to_json
 from transferjax.errors import (CheckpointError, ConfigError, DataError,
                                 TrainingError)
-from transferjax.models import (CONV_IMPLS, FEATURE_DIM,
+from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, FEATURE_DIM,
                                 activation_floats_per_example, arch_spec,
                                 check_image_size, make_cnn, masked_logits)
 from transferjax.train import step as step_lib
@@ -77,13 +77,22 @@ class ZooConfig:
     epochs: passes over each task's own training rows.
     batch_size: minibatch size.
     learning_rate: Adam learning rate.
-    conv_impl: ``"im2col"``, ``"xla"`` or ``"patches"`` (same parameters, float-level
-      differences, so it is part of the zoo's identity).
+    conv_impl: ``"im2col"``, ``"xla"``, ``"patches"`` or ``"xla_vjp"`` (same
+      parameters, float-level differences, so it is part of the zoo's identity;
+      ``"xla_vjp"`` with ``model_loop="map"`` is the fastest on CPU:
+      docs/notes/speed.md).
+    compute_dtype: ``"float32"`` or ``"bfloat16"`` (bf16 convolutions and dense
+      layers, float32 master weights, Adam state and loss; part of the zoo's
+      identity). Evaluation and ``zoo_features`` run in the same dtype as
+      training for the metrics, float32 for features.
     chunk_size: models per chunk (0: from ``memory_budget_mb``; a resume adopts
       the workdir's).
     memory_budget_mb: per-device memory budget for the automatic chunk size.
     steps_per_call: optimizer steps per jitted call (``lax.scan`` length).
     unroll: ``lax.scan`` unroll factor.
+    model_loop: ``"vmap"`` (batch the models: accelerators), ``"map"`` (loop
+      over them inside the program: CPU) or ``"auto"`` (``"map"`` on a CPU
+      backend, else ``"vmap"``). Same results to float rounding.
     distributed: call ``jax.distributed.initialize()`` (multi-host).
   """
   dataset: str = "scenes"
@@ -99,17 +108,21 @@ class ZooConfig:
   batch_size: int = 64
   learning_rate: float = 1e-3
   conv_impl: str = "im2col"
+  compute_dtype: str = "float32"
   chunk_size: int = 0
   memory_budget_mb: int = 2048
   steps_per_call: int = 32
   unroll: int = 1
+  model_loop: str = "auto"
   distributed: bool = False
 
 
 # Flags that define the trained zoo (plus chunk_size, resolved, and the pool).
 DEFINING_FLAGS = ("dataset", "image_size", "seed", "arch", "min_classes",
                   "max_classes", "max_per_class", "holdout_fraction", "epochs",
-                  "batch_size", "learning_rate", "conv_impl")
+                  "batch_size", "learning_rate", "conv_impl", "compute_dtype")
+# Values a record written before a flag existed implicitly had.
+_RECORD_DEFAULTS = {"compute_dtype": "float32"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -265,6 +278,12 @@ def _validate(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask]) -> 
   if not tasks:
     raise ConfigError("No source tasks to train: pass at least one SourceTask "
                       "(e.g. --num_tasks=32).")
+  if config.compute_dtype not in COMPUTE_DTYPES:
+    raise ConfigError(f"Unknown compute_dtype {config.compute_dtype!r}; choose one "
+                      f"of {COMPUTE_DTYPES}.")
+  if config.model_loop not in ("auto",) + step_lib.MODEL_LOOPS:
+    raise ConfigError(f"Unknown model_loop {config.model_loop!r}; choose one of "
+                      f"{('auto',) + step_lib.MODEL_LOOPS}.")
   if config.conv_impl not in CONV_IMPLS:
     raise ConfigError(f"Unknown conv_impl {config.conv_impl!r}; choose one of "
                       f"{CONV_IMPLS}.")
@@ -320,6 +339,7 @@ def _record(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
 
 
 def _check_record(workdir: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+  stored = {**_RECORD_DEFAULTS, **stored}
   differ = [k for k in sorted(set(stored) | set(wanted))
             if stored.get(k) != wanted.get(k)]
   if differ:
@@ -438,19 +458,33 @@ def _stack_tree(parts: list[tuple[list[int], Any]], q: int) -> Any:
 _fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
 
 
+def _vmap_conv_impl(conv_impl: str) -> str:
+  """The convolution for vmapped inference: ``xla_vjp`` differs from ``xla`` only
+  in its backward pass, and vmapped (grouped) convolutions are slow on XLA:CPU,
+  so forward-only stacks use im2col (same parameters, outputs equal to ~1e-6)."""
+  return "im2col" if conv_impl == "xla_vjp" else conv_impl
+
+
+def resolve_model_loop(model_loop: str) -> str:
+  """``"auto"`` -> ``step.default_model_loop()``; other values unchanged."""
+  return step_lib.default_model_loop() if model_loop == "auto" else model_loop
+
+
 @functools.lru_cache(maxsize=8)
 def _programs(arch: str, head: int, conv_impl: str, image_size: int,
               learning_rate: float, batch_size: int, steps_per_call: int,
-              unroll: int, eval_batch: int, mesh: Mesh):
+              unroll: int, eval_batch: int, mesh: Mesh,
+              compute_dtype: str = "float32", model_loop: str = "vmap"):
   """Jitted (init, runner, evaluator), cached so repeated calls (resumes, tests,
   notebooks) reuse the compiled executables."""
-  model = make_cnn(arch, head, conv_impl)
+  model = make_cnn(arch, head, conv_impl, compute_dtype)
   tx = step_lib.make_optimizer(learning_rate)
   init_fn = jax.jit(jax.vmap(step_lib.make_init(model, tx, image_size)),
                     out_shardings=NamedSharding(mesh, P("models")))
   runner = step_lib.make_multi_step_runner(model, tx, batch_size, steps_per_call,
-                                           unroll)
-  return init_fn, runner, step_lib.make_evaluator(model, eval_batch)
+                                           unroll, model_loop)
+  eval_model = make_cnn(arch, head, _vmap_conv_impl(conv_impl), compute_dtype)
+  return init_fn, runner, step_lib.make_evaluator(eval_model, eval_batch)
 
 
 def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
@@ -515,7 +549,8 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   init_fn, runner, evaluate = _programs(
       config.arch, head, config.conv_impl, config.image_size,
       float(config.learning_rate), config.batch_size, config.steps_per_call,
-      config.unroll, eval_batch, mesh)
+      config.unroll, eval_batch, mesh, config.compute_dtype,
+      resolve_model_loop(config.model_loop))
 
   sharded = NamedSharding(mesh, P("models"))
   replicated = NamedSharding(mesh, P())
@@ -676,7 +711,7 @@ def _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
   n = images.shape[0]
   mesh = model_mesh(devices)
   sharded = NamedSharding(mesh, P("models"))
-  apply = _stack_apply(arch, head, conv_impl or "im2col")
+  apply = _stack_apply(arch, head, _vmap_conv_impl(conv_impl or "im2col"))
   padded_n = _round_up(n, EVAL_BATCH)
   x = np.zeros((padded_n,) + images.shape[1:], np.float32)
   x[:n] = images
