@@ -3,7 +3,8 @@ r"""Leaderboard of every ranking method over several targets, zoos and sub-pools
 Command (expected runtime on a 2-core CPU with the defaults, one 20-source
 scenes zoo x 3 MNIST-pair targets, 2 splits x 2 seeds: see BUILD_NOTES.md)::
 
-  python -m experiments.benchmark --workdir=runs/benchmark
+  python -m experiments.benchmark --workdir=runs/benchmark \
+      [--targets=mnist:4,9 --targets=mnist:7,9 ...]
 
 Expected result: ``leaderboard.md`` / ``leaderboard.csv`` (per method: mean and
 sd of weighted Kendall tau over settings and over 100 random sub-pools of 10
@@ -26,7 +27,8 @@ ZOO_PRESETS = {"scenes": "mnist", "limited": "limited"}
 
 flags.DEFINE_string("workdir", "runs/benchmark", "Output folder.")
 flags.DEFINE_list("zoos", ["scenes"], f"Zoo presets {sorted(ZOO_PRESETS)} or NAME=DIR of trained zoos.")
-flags.DEFINE_list("targets", ["mnist:4,9", "mnist:7,9", "mnist:3,5"], "Target specs (20x20).")
+flags.DEFINE_multi_string("targets", ["mnist:4,9", "mnist:7,9", "mnist:3,5"],
+                          "Target specs (20x20); repeat the flag for several.")
 flags.DEFINE_integer("num_sources", 20, "Sources per preset zoo.")
 flags.DEFINE_integer("zoo_epochs", 15, "Source training epochs of preset zoos.")
 flags.DEFINE_integer("pool_size", 10, "Sub-pool size.")

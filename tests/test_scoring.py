@@ -410,3 +410,10 @@ def test_load_target_for_zoo_sizes(tmp_path):
   target = job_lib.load_target_for_zoo(f"npz:{path}", zoo, None)
   assert target.images.shape == (10, 20, 20, 1)
   assert job_lib.load_target_for_zoo(f"npz:{path}", zoo, 20).image_size == 20
+
+
+def test_zoo_without_features_layer_is_a_clear_error():
+  params = _random_params(3, 4, 0)
+  del params["fc"]
+  with pytest.raises(ConfigError, match=r"lack layer\(s\) \['fc'\].*penultimate"):
+    rank_lib.zoo_inputs(_fake_zoo(params=params), _scoring())

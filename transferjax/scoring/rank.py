@@ -37,6 +37,13 @@ def check_sizes(zoo, split: TargetSplit) -> None:
 
 def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
   """Runs the whole zoo on the scoring images (one vmapped call per chunk)."""
+  missing = [name for name in ("conv1", "conv2", "fc", "head") if name not in zoo.params]
+  if missing:
+    raise ConfigError(
+        f"The zoo's parameters lack layer(s) {missing} (found {sorted(zoo.params)}): "
+        "ranking needs the penultimate features layer 'fc' (N^{m-1}) of "
+        "transferjax.models. Retrain the zoo with experiments.train_sources, or wrap "
+        "your own models so they expose these layers.")
   logits = zoo_lib.zoo_logits(zoo, images=scoring.images)
   features = zoo_lib.zoo_features(zoo, images=scoring.images)
   features = np.asarray(features, np.float32)
