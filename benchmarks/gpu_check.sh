@@ -89,6 +89,12 @@ run_step() {
 run_step zoo "$PY" -m benchmarks.train_zoo "${ZOO_ARGS[@]}"
 run_step score "$PY" -m benchmarks.score "${SCORE_ARGS[@]}"
 run_step finetune "$PY" -m benchmarks.finetune_speed "${FT_ARGS[@]}"
+if [ "$DRY_RUN" = "1" ]; then
+  echo '{"check": "gpu_equivalence", "skipped": "dry run"}' > "$OUT_DIR/equivalence.jsonl"
+  echo 0 > "$OUT_DIR/equivalence.rc"; echo 0 > "$OUT_DIR/equivalence.seconds"
+else
+  run_step equivalence "$PY" -m benchmarks.gpu_equivalence
+fi
 
 # The summary: every JSON line of each step, its exit status and seconds, and
 # the headline numbers.
@@ -121,6 +127,7 @@ def step(name):
 
 
 zoo, score, ft = step("zoo"), step("score"), step("finetune")
+equiv = step("equivalence")
 head = {}
 vm = [r for r in zoo["lines"] if r.get("mode") == "vmap"]
 sq = [r for r in zoo["lines"] if r.get("mode") == "sequential"]
@@ -144,6 +151,7 @@ if fs:
 print(json.dumps({
     "kind": "gpu_check", "dry_run": dry_run, "backend": jax.default_backend(),
     "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-    "ok": all(s["exit"] == 0 for s in (zoo, score, ft)), "headline": head,
-    "zoo": zoo, "score": score, "finetune": ft, "out_dir": out_dir}))
+    "ok": all(s["exit"] == 0 for s in (zoo, score, ft, equiv)), "headline": head,
+    "zoo": zoo, "score": score, "finetune": ft, "gpu_equivalence": equiv,
+    "out_dir": out_dir}))
 EOF

@@ -200,23 +200,3 @@ def test_h_y_given_t_bounds():
   assert abs(h_knn - truth) < 0.03
   # Binning T loses information: H(Y | T~) >= H(Y | T) up to noise.
   assert h_bin > truth - 0.02
-
-
-def _gpu():
-  try:
-    return jax.devices("gpu")
-  except RuntimeError:
-    return []
-
-
-@pytest.mark.skipif(not _gpu(), reason="needs a GPU (JAX_PLATFORMS=cuda,cpu)")
-@pytest.mark.parametrize("metric", ["max", "euclidean"])
-def test_gpu_matches_cpu(metric):
-  mf, mt = _ten_class_model(1.0, 1.0)
-  y, f, t = _ten_class_sample(np.random.default_rng(0), 2000, mf, mt)
-  f = np.concatenate([f, np.random.default_rng(1).normal(size=(2000, 45))], 1)
-  with jax.default_device(jax.devices("cpu")[0]):
-    cpu = float(E.cmi_knn(y, f, t, metric=metric))
-  with jax.default_device(_gpu()[0]):
-    gpu = float(E.cmi_knn(y, f, t, metric=metric))
-  assert abs(cpu - gpu) < 1e-4
