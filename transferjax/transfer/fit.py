@@ -115,9 +115,24 @@ class _Fitter:
     self.model = make_cnn(cfg.arch, cfg.max_classes, cfg.conv_impl)
     self.tx = _make_optimizer(cfg)
     self.step = step_lib.make_train_step(self.model, self.tx)
-    self.epoch = jax.jit(jax.vmap(self._epoch_one,
-                                  in_axes=(0, 0, None, None, 0, 0, 0, 0, None)),
-                         donate_argnums=(0,))
+    if step_lib.default_model_loop() == "map":
+      # XLA:CPU: one model after another inside the compiled epoch, and a model
+      # that has stopped skips its epoch (lax.cond) instead of computing it and
+      # discarding the result as a vmapped stack must (docs/notes/speed.md).
+      def epoch_many(state, active, images, labels, idx, length, num_classes,
+                     key, epoch):
+        def one(args):
+          st, act, ix, ln, nc, k = args
+          return jax.lax.cond(
+              act, lambda s: self._epoch_one(s, act, images, labels, ix, ln, nc, k,
+                                             epoch),
+              lambda s: (s, jnp.zeros((), jnp.float32)), st)
+        return jax.lax.map(one, (state, active, idx, length, num_classes, key))
+      self.epoch = jax.jit(epoch_many, donate_argnums=(0,))
+    else:
+      self.epoch = jax.jit(jax.vmap(self._epoch_one,
+                                    in_axes=(0, 0, None, None, 0, 0, 0, 0, None)),
+                           donate_argnums=(0,))
     self.loss = jax.jit(jax.vmap(self._loss_one, in_axes=(0, None, None, 0, 0, 0)))
     self._logits_block = jax.jit(jax.vmap(self._logits_one, in_axes=(0, None)))
 
