@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import testlib
 import scipy.stats
 from sklearn.metrics import roc_auc_score
 
@@ -26,17 +27,7 @@ NUM_SOURCES, NUM_SEEDS = 3, 2
 ROOT = jax.random.key(7)
 
 
-def _random_params(m, max_classes, seed):
-  """Lecun-normal kernels, small random biases, drawn in NumPy (no compile)."""
-  shapes = jax.eval_shape(make_cnn("lenet20", max_classes).init, jax.random.key(0),
-                          jnp.zeros((1, 20, 20, 1)))["params"]
-  rng = np.random.default_rng(seed)
-
-  def draw(s):
-    fan_in = int(np.prod(s.shape[:-1])) if len(s.shape) > 1 else 100
-    return (rng.standard_normal((m,) + s.shape) / np.sqrt(fan_in)).astype(np.float32)
-
-  return jax.tree.map(draw, shapes)
+_random_params = testlib.random_params
 
 
 def _dataset(n, seed, name="syn"):

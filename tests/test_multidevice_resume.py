@@ -19,6 +19,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+import testlib
 
 from transferjax import io
 from transferjax.data.container import Dataset
@@ -32,14 +33,7 @@ CFG = ZooConfig(dataset="syn", num_tasks=8, max_classes=4, epochs=1, batch_size=
                 steps_per_call=2, chunk_size=4)
 
 
-def _pool() -> Dataset:
-  """72 20x20 images of 6 classes (class c brightens rows 3c..3c+2)."""
-  rng = np.random.default_rng(0)
-  labels = np.repeat(np.arange(6), 12)
-  images = rng.random((72, 20, 20, 1)).astype(np.float32) * 0.3
-  for c in range(6):
-    images[labels == c, 3 * c:3 * c + 3, :, 0] += 0.7
-  return Dataset(np.clip(images, 0, 1), labels, [f"c{i}" for i in range(6)], "syn")
+_pool = testlib.synthetic_pool
 
 
 def _tasks(pool: Dataset) -> list[SourceTask]:

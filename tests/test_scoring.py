@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import testlib
 import scipy.special
 import scipy.stats
 
@@ -50,16 +51,7 @@ def _split(n_t=17, n_v=7, n_e=10, size=20):
                      _dataset(n_e, 3, size), seed=4)
 
 
-def _random_params(m, max_classes, seed):
-  shapes = jax.eval_shape(make_cnn("lenet20", max_classes).init, jax.random.key(0),
-                          jnp.zeros((1, 20, 20, 1)))["params"]
-  rng = np.random.default_rng(seed)
-
-  def draw(s):
-    fan_in = int(np.prod(s.shape[:-1])) if len(s.shape) > 1 else 100
-    return (rng.standard_normal((m,) + s.shape) / np.sqrt(fan_in)).astype(np.float32)
-
-  return jax.tree.map(draw, shapes)
+_random_params = testlib.random_params
 
 
 def _fake_zoo(q=3, image_size=20, params=None):

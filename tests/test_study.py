@@ -15,6 +15,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+import testlib
 
 from transferjax import study
 from transferjax.data.container import Dataset
@@ -32,13 +33,7 @@ METHODS = ("cmi_knn", "mi_knn", "source_n_classes", "leep")
 NUM_SOURCES = 4
 
 
-def _pool():
-  rng = np.random.default_rng(0)
-  labels = np.repeat(np.arange(6), 12)
-  images = rng.random((72, 20, 20, 1)).astype(np.float32) * 0.3
-  for c in range(6):
-    images[labels == c, 3 * c:3 * c + 3, :, 0] += 0.7
-  return Dataset(np.clip(images, 0, 1), labels, [f"c{i}" for i in range(6)], "syn")
+_pool = testlib.synthetic_pool
 
 
 def _tasks(pool):

@@ -10,6 +10,7 @@ import shutil
 import jax
 import numpy as np
 import pytest
+import testlib
 
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask
@@ -23,13 +24,7 @@ CFG = ZooConfig(dataset="syn", num_tasks=4, max_classes=4, epochs=1, batch_size=
                 steps_per_call=2, chunk_size=2)
 
 
-def _pool():
-  rng = np.random.default_rng(0)
-  labels = np.repeat(np.arange(6), 12)
-  images = rng.random((72, 20, 20, 1)).astype(np.float32) * 0.3
-  for c in range(6):
-    images[labels == c, 3 * c:3 * c + 3, :, 0] += 0.7
-  return Dataset(np.clip(images, 0, 1), labels, [f"c{i}" for i in range(6)], "syn")
+_pool = testlib.synthetic_pool
 
 
 def _tasks(pool):
