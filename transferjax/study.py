@@ -17,6 +17,7 @@ and ``experiments.demo``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
 import time
@@ -81,9 +82,18 @@ def _split(cfg: StudyConfig, target, s: int):
                      seed=s)
 
 
-def _signature(cfg: StudyConfig) -> dict:
+def _fingerprint(target) -> str:
+  """Hash of the target's pixels and labels: a changed loader default (e.g. the
+  spots difficulty) must not silently reuse results made from other data."""
+  h = hashlib.sha256(np.ascontiguousarray(target.images).tobytes())
+  h.update(np.ascontiguousarray(target.labels).tobytes())
+  return h.hexdigest()[:16]
+
+
+def _signature(cfg: StudyConfig, target) -> dict:
   """What a finished split file must agree with to be reused."""
-  return {"target": cfg.target, "fraction": cfg.fraction,
+  return {"target": cfg.target, "target_data": _fingerprint(target),
+          "fraction": cfg.fraction,
           "num_labeled": cfg.num_labeled, "num_seeds": cfg.num_seeds,
           "finetune": dataclasses.asdict(cfg.finetune), "seed": cfg.seed,
           "zoo": os.path.abspath(cfg.zoo_dir)}
@@ -109,7 +119,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     ``{"auc": [q, seeds, splits], "no_transfer": [seeds, splits], "epochs": ...,
     "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
   """
-  sig = _signature(cfg)
+  sig = _signature(cfg, target)
   runs = []
   for s in range(cfg.num_splits):
     path = os.path.join(cfg.workdir, "transfer", f"split_{s}.json")
@@ -192,7 +202,7 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
   Returns:
     ``{method: [q, splits]}``.
   """
-  sig = {**_signature(cfg), "job": dataclasses.asdict(cfg.job),
+  sig = {**_signature(cfg, target), "job": dataclasses.asdict(cfg.job),
          "methods": list(cfg.methods)}
   rbm = _rbm_params(cfg, zoo) if "rbm" in cfg.methods else None
   per_split = []
@@ -244,7 +254,7 @@ def fraction_curve(cfg: StudyConfig, zoo, target, fractions: tuple[float, ...],
   fine-tuned (``cfg.num_seeds`` seeds).
   """
   path = os.path.join(cfg.workdir, "fraction_curve.json")
-  sig = {**_signature(cfg), "fractions": list(fractions), "method": method}
+  sig = {**_signature(cfg, target), "fractions": list(fractions), "method": method}
   data = _reuse(path, sig)
   if data is not None:
     return data
