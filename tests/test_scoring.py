@@ -318,14 +318,15 @@ def test_zoo_inputs_nan_params_is_an_error():
 
 
 def test_zoo_inputs_nan_features_is_an_error(monkeypatch):
-  real = rank_lib.zoo_lib.zoo_features
+  real = rank_lib.zoo_lib.zoo_outputs
 
   def nan_features(zoo, **kwargs):
-    out = np.array(real(zoo, **kwargs))
-    out[2, 3, 7] = np.inf
-    return out
+    logits, feats = real(zoo, **kwargs)
+    feats = np.array(feats)
+    feats[2, 3, 7] = np.inf
+    return logits, feats
 
-  monkeypatch.setattr(rank_lib.zoo_lib, "zoo_features", nan_features)
+  monkeypatch.setattr(rank_lib.zoo_lib, "zoo_outputs", nan_features)
   with pytest.raises(EstimatorError, match=r"Source\(s\) \[2\]"):
     rank_lib.zoo_inputs(_fake_zoo(), _scoring())
 

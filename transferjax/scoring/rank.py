@@ -44,8 +44,7 @@ def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
         "ranking needs the penultimate features layer 'fc' (N^{m-1}) of "
         "transferjax.models. Retrain the zoo with experiments.train_sources, or wrap "
         "your own models so they expose these layers.")
-  logits = zoo_lib.zoo_logits(zoo, images=scoring.images)
-  features = zoo_lib.zoo_features(zoo, images=scoring.images)
+  logits, features = zoo_lib.zoo_outputs(zoo, images=scoring.images)
   features = np.asarray(features, np.float32)
   # Parameters are checked too: XLA:CPU's fused dense+ReLU can turn a NaN weight
   # into a finite feature (measured; docs/notes/pipeline_tests.md).

@@ -749,24 +749,31 @@ def zoo_features(zoo_or_params, arch: str | None = None,
   return feats
 
 
-def zoo_logits(zoo_or_params, arch: str | None = None,
-               images: np.ndarray | None = None, *, num_classes=None,
-               conv_impl: str | None = None, model_chunk: int = 16,
-               devices: Sequence[jax.Device] | None = None) -> np.ndarray:
-  """Head logits of every model: ``[q, n, max_classes]``.
+def zoo_outputs(zoo_or_params, arch: str | None = None,
+                images: np.ndarray | None = None, *, num_classes=None,
+                conv_impl: str | None = None, model_chunk: int = 16,
+                devices: Sequence[jax.Device] | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Head logits ``[q, n, max_classes]`` and features ``[q, n, 200]``, one pass.
 
-  Columns ``>= num_classes[i]`` are set to ``finfo.min`` (``masked_logits``);
-  ``num_classes`` defaults to the zoo's task class counts for a ``Zoo`` and to
-  no masking for a bare parameter stack.
+  Logit columns ``>= num_classes[i]`` are set to ``finfo.min`` (``masked_logits``);
+  ``num_classes`` defaults to the zoo's task class counts for a ``Zoo`` and to no
+  masking for a bare parameter stack. Other arguments as in ``zoo_features``.
   """
   if num_classes is None and isinstance(zoo_or_params, Zoo):
     num_classes = [t.num_classes for t in zoo_or_params.tasks]
-  logits, _ = _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
-                             devices)
+  logits, feats = _stack_outputs(zoo_or_params, arch, images, conv_impl,
+                                 model_chunk, devices)
   if num_classes is not None:
     nc = np.asarray(num_classes).reshape(-1, 1, 1)
     logits = np.asarray(masked_logits(jnp.asarray(logits), jnp.asarray(nc)))
-  return logits
+  return logits, feats
+
+
+def zoo_logits(zoo_or_params, arch: str | None = None,
+               images: np.ndarray | None = None, **kwargs) -> np.ndarray:
+  """Head logits of every model, ``[q, n, max_classes]`` (see ``zoo_outputs``)."""
+  return zoo_outputs(zoo_or_params, arch, images, **kwargs)[0]
 
 
 def run(config: ZooConfig, workdir: str,
