@@ -112,6 +112,17 @@ def _reuse(path: str, signature: dict) -> dict | None:
   return data
 
 
+def _cached(path: str, signature: dict, compute) -> dict:
+  """The result stored at ``path`` if it was made with ``signature``; otherwise
+  ``compute()`` (a dict), stored atomically with the signature (process 0)."""
+  data = _reuse(path, signature)
+  if data is None:
+    data = {"signature": signature, **compute()}
+    if jax.process_index() == 0:
+      tio.write_json(path, data)
+  return data
+
+
 def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
   """Fine-tunes every source on every split (resumable per split).
 
@@ -120,31 +131,27 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
   """
   sig = _signature(cfg, target)
-  runs = []
-  for s in range(cfg.num_splits):
-    path = os.path.join(cfg.workdir, "transfer", f"split_{s}.json")
-    data = _reuse(path, sig)
-    if data is None:
-      t0 = time.time()
-      split = _split(cfg, target, s)
-      logging.info("split %d: %s", s, split_sizes_report(split))
-      fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
-                                max_classes=max(2, split.train.num_classes))
-      out = finetune_sources(zoo.params, split, num_seeds=cfg.num_seeds, cfg=fit,
-                             root_key=jax.random.fold_in(jax.random.key(cfg.seed), s))
-      data = {"signature": sig, "split": s, "sizes": split.sizes(),
-              "auc": out.auc, "no_transfer": out.no_transfer, "epochs": out.epochs,
-              "no_transfer_epochs": out.no_transfer_epochs,
-              "budget_auc": {str(b): v for b, v in out.budget_auc.items()},
-              "budget_no_transfer": {str(b): v for b, v in out.budget_no_transfer.items()},
-              "seconds": round(time.time() - t0, 1)}
-      if jax.process_index() == 0:
-        tio.write_json(path, data)
-      print(f"split {s}: fine-tuned {out.auc.size + out.no_transfer.size} models in "
-            f"{time.time() - t0:.0f}s; no-transfer AUC {out.no_transfer.mean():.4f}, "
-            f"sources {out.auc.mean(1).min():.4f}..{out.auc.mean(1).max():.4f}",
-            flush=True)
-    runs.append(data)
+  def fine_tune(s):
+    t0 = time.time()
+    split = _split(cfg, target, s)
+    logging.info("split %d: %s", s, split_sizes_report(split))
+    fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
+                              max_classes=max(2, split.train.num_classes))
+    out = finetune_sources(zoo.params, split, num_seeds=cfg.num_seeds, cfg=fit,
+                           root_key=jax.random.fold_in(jax.random.key(cfg.seed), s))
+    print(f"split {s}: fine-tuned {out.auc.size + out.no_transfer.size} models in "
+          f"{time.time() - t0:.0f}s; no-transfer AUC {out.no_transfer.mean():.4f}, "
+          f"sources {out.auc.mean(1).min():.4f}..{out.auc.mean(1).max():.4f}",
+          flush=True)
+    return {"split": s, "sizes": split.sizes(),
+            "auc": out.auc, "no_transfer": out.no_transfer, "epochs": out.epochs,
+            "no_transfer_epochs": out.no_transfer_epochs,
+            "budget_auc": {str(b): v for b, v in out.budget_auc.items()},
+            "budget_no_transfer": {str(b): v for b, v in out.budget_no_transfer.items()},
+            "seconds": round(time.time() - t0, 1)}
+
+  runs = [_cached(os.path.join(cfg.workdir, "transfer", f"split_{s}.json"), sig,
+                  lambda s=s: fine_tune(s)) for s in range(cfg.num_splits)]
   stack = lambda key: np.stack([np.asarray(r[key], np.float64) for r in runs], -1)
   budgets = sorted(runs[0]["budget_auc"], key=int)
   result = {"auc": stack("auc"), "no_transfer": stack("no_transfer"),
@@ -205,29 +212,25 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
   sig = {**_signature(cfg, target), "job": dataclasses.asdict(cfg.job),
          "methods": list(cfg.methods)}
   rbm = _rbm_params(cfg, zoo) if "rbm" in cfg.methods else None
-  per_split = []
-  for s in range(cfg.num_splits):
-    path = os.path.join(cfg.workdir, "scores", f"split_{s}.json")
-    data = _reuse(path, sig)
-    if data is None:
-      t0 = time.time()
-      split = _split(cfg, target, s)
-      job = dataclasses.replace(cfg.job, rank=dataclasses.replace(
-          cfg.job.rank, seed=cfg.job.rank.seed + s))
-      methods = tuple(m for m in cfg.methods if m != "rbm")
-      scores, _, scoring = score_zoo(zoo, split, job, methods=methods)
-      if rbm is not None:
-        from transferjax.baselines import rbm as rbm_lib
-        scores["rbm"] = np.asarray(rbm_lib.rbm_scores(
-            {k: jax.numpy.asarray(v) for k, v in rbm.items()}, split.train.images))
-      data = {"signature": sig, "split": s, "scoring_set_size": len(scoring.labels),
-              "scores": {m: np.asarray(v, np.float64) for m, v in scores.items()},
-              "seconds": round(time.time() - t0, 1)}
-      if jax.process_index() == 0:
-        tio.write_json(path, data)
-      print(f"split {s}: scored {len(zoo.tasks)} sources with {len(scores)} methods "
-            f"in {time.time() - t0:.0f}s", flush=True)
-    per_split.append(data)
+  def score(s):
+    t0 = time.time()
+    split = _split(cfg, target, s)
+    job = dataclasses.replace(cfg.job, rank=dataclasses.replace(
+        cfg.job.rank, seed=cfg.job.rank.seed + s))
+    methods = tuple(m for m in cfg.methods if m != "rbm")
+    scores, _, scoring = score_zoo(zoo, split, job, methods=methods)
+    if rbm is not None:
+      from transferjax.baselines import rbm as rbm_lib
+      scores["rbm"] = np.asarray(rbm_lib.rbm_scores(
+          {k: jax.numpy.asarray(v) for k, v in rbm.items()}, split.train.images))
+    print(f"split {s}: scored {len(zoo.tasks)} sources with {len(scores)} methods "
+          f"in {time.time() - t0:.0f}s", flush=True)
+    return {"split": s, "scoring_set_size": len(scoring.labels),
+            "scores": {m: np.asarray(v, np.float64) for m, v in scores.items()},
+            "seconds": round(time.time() - t0, 1)}
+
+  per_split = [_cached(os.path.join(cfg.workdir, "scores", f"split_{s}.json"), sig,
+                       lambda s=s: score(s)) for s in range(cfg.num_splits)]
   return {m: np.stack([np.asarray(d["scores"][m], np.float64) for d in per_split], -1)
           for m in cfg.methods}
 
@@ -253,36 +256,33 @@ def fraction_curve(cfg: StudyConfig, zoo, target, fractions: tuple[float, ...],
   split (seed 0), and only the best, the worst and the no-transfer net are
   fine-tuned (``cfg.num_seeds`` seeds).
   """
-  path = os.path.join(cfg.workdir, "fraction_curve.json")
   sig = {**_signature(cfg, target), "fractions": list(fractions), "method": method}
-  data = _reuse(path, sig)
-  if data is not None:
-    return data
-  rows = []
-  for frac in fractions:
-    split = paper_split(target, fraction=frac, seed=0)
-    job = dataclasses.replace(cfg.job, rank=dataclasses.replace(cfg.job.rank,
-                                                                method=method))
-    scores, _, _ = score_zoo(zoo, split, job, methods=(method,))
-    order = np.argsort(-scores[method], kind="stable")
-    pick = [int(order[0]), int(order[-1])]
-    fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
-                              max_classes=max(2, split.train.num_classes))
-    params = jax.tree.map(lambda a: np.asarray(a)[pick], zoo.params)
-    out = finetune_sources(params, split, num_seeds=cfg.num_seeds, cfg=fit,
-                           root_key=jax.random.fold_in(jax.random.key(cfg.seed), 99))
-    rows.append({"fraction": frac, "train_size": split.train.num_examples,
-                 "best_source": zoo.tasks[pick[0]].task_id,
-                 "worst_source": zoo.tasks[pick[1]].task_id,
-                 "best": out.auc[0].mean(), "best_sd": out.auc[0].std(),
-                 "worst": out.auc[1].mean(), "worst_sd": out.auc[1].std(),
-                 "none": out.no_transfer.mean(), "none_sd": out.no_transfer.std()})
-    print(f"fraction {frac}: best {rows[-1]['best']:.4f} worst {rows[-1]['worst']:.4f} "
-          f"none {rows[-1]['none']:.4f}", flush=True)
-  data = {"signature": sig, "rows": rows}
-  if jax.process_index() == 0:
-    tio.write_json(path, data)
-  return data
+
+  def curve():
+    rows = []
+    for frac in fractions:
+      split = paper_split(target, fraction=frac, seed=0)
+      job = dataclasses.replace(cfg.job, rank=dataclasses.replace(cfg.job.rank,
+                                                                  method=method))
+      scores, _, _ = score_zoo(zoo, split, job, methods=(method,))
+      order = np.argsort(-scores[method], kind="stable")
+      pick = [int(order[0]), int(order[-1])]
+      fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
+                                max_classes=max(2, split.train.num_classes))
+      params = jax.tree.map(lambda a: np.asarray(a)[pick], zoo.params)
+      out = finetune_sources(params, split, num_seeds=cfg.num_seeds, cfg=fit,
+                             root_key=jax.random.fold_in(jax.random.key(cfg.seed), 99))
+      rows.append({"fraction": frac, "train_size": split.train.num_examples,
+                   "best_source": zoo.tasks[pick[0]].task_id,
+                   "worst_source": zoo.tasks[pick[1]].task_id,
+                   "best": out.auc[0].mean(), "best_sd": out.auc[0].std(),
+                   "worst": out.auc[1].mean(), "worst_sd": out.auc[1].std(),
+                   "none": out.no_transfer.mean(), "none_sd": out.no_transfer.std()})
+      print(f"fraction {frac}: best {rows[-1]['best']:.4f} worst {rows[-1]['worst']:.4f} "
+            f"none {rows[-1]['none']:.4f}", flush=True)
+    return {"rows": rows}
+
+  return _cached(os.path.join(cfg.workdir, "fraction_curve.json"), sig, curve)
 
 
 def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
