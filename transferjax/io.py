@@ -33,19 +33,18 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
 
 
 def _to_jsonable(x: Any) -> Any:
+  """Plain JSON types; numpy arrays/scalars become lists/numbers, and NaN/inf
+  (which JSON cannot hold) become null rather than a made-up number."""
   if isinstance(x, Mapping):
     return {str(k): _to_jsonable(v) for k, v in x.items()}
   if isinstance(x, (list, tuple)):
     return [_to_jsonable(v) for v in x]
-  if isinstance(x, np.ndarray) or hasattr(x, "__array__") and not isinstance(x, (str, bytes)):
+  if isinstance(x, (np.ndarray, np.generic)) or (
+      hasattr(x, "__array__") and not isinstance(x, (str, bytes))):
     arr = np.asarray(x)
-    return arr.item() if arr.ndim == 0 else _to_jsonable(arr.tolist())
-  if isinstance(x, (np.floating,)):
-    return float(x)
-  if isinstance(x, (np.integer,)):
-    return int(x)
+    return _to_jsonable(arr.item() if arr.ndim == 0 else arr.tolist())
   if isinstance(x, float) and not np.isfinite(x):
-    return None if np.isnan(x) else (1e308 if x > 0 else -1e308)
+    return None
   return x
 
 
