@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# One short GPU check of the three hot paths; prints ONE JSON summary line.
+# One short GPU check of the hot paths; the last stdout line is a JSON summary.
 #
 #   bash benchmarks/gpu_check.sh             # on a machine with an NVIDIA GPU
 #   bash benchmarks/gpu_check.sh --dry_run   # tiny sizes on whatever backend (CPU ok)
 #
-# 1. zoo training: benchmarks.train_zoo, 512 lenet20 models vmapped in one
-#    program (1 epoch of 2,048 samples = 32 steps each; ~75 MB per model, so
-#    ~38 GB: an 80 GB card), plus 4 models run one after another for the ratio;
-# 2. scoring: benchmarks.score, k-NN CMI of 500 sources at n=5,000, dF=200
-#    (max-norm, JAX only: the cKDTree reference would take hours at q=500);
-# 3. fine-tuning: benchmarks.finetune_speed, 500 sources x 1 seed vmapped vs a
+# 1. zoo: benchmarks.train_zoo at 512 lenet20 models vmapped in one program
+#    (1 epoch of 2,048 samples = 32 steps each), the levers side by side: im2col +
+#    reshape pool (the accelerator default), + nn.max_pool (the first trainer),
+#    xla_vjp and plain nn.Conv under vmap (grouped convs), float32 at HIGHEST
+#    precision (no TF32), bf16; and the PyTorch loop over 4 models (if torch is
+#    installed) for the same-run ratio;
+# 2. zoo_curve: the default variant at 8, 64 and 1,024 models (+ bf16);
+# 3. profile: benchmarks.zoo_profile, each part of the 512-model step alone;
+# 4. equivalence: benchmarks.gpu_equivalence (k-NN CMI GPU == CPU; the TF32 and
+#    bf16 zoo fast path vs each model alone at float32 HIGHEST);
+# 5. scoring: benchmarks.score, k-NN CMI of 500 sources at n=5,000, dF=200;
+# 6. fine-tuning: benchmarks.finetune_speed, 500 sources x 1 seed vmapped vs a
 #    stack of one model at a time (the first 32 sources, extrapolated).
 #
-# Budget: about 10 minutes of GPU time in all; each step has its own timeout
-# (STEP_TIMEOUT_S, default 200 s) and a step that fails or times out is reported
-# as such in the summary instead of stopping the others. JSON lines of each step
-# go to $OUT_DIR (default: a temp dir); the last line on stdout is the summary.
+# Budget: about 8 minutes of GPU time in all; each step has its own timeout
+# (seconds in STEP_TIMEOUTS below, scaled by TIMEOUT_SCALE) and a step that fails
+# or times out is reported as such in the summary instead of stopping the
+# others. JSON lines of each step go to $OUT_DIR (default: a temp dir); the last
+# line on stdout is the summary.
 #
 # JAX with CUDA: if a GPU is visible (nvidia-smi) but JAX's backend is "cpu",
 # the script runs `pip install "jax[cuda12]==<installed jax version>"` (the CUDA
@@ -35,7 +42,6 @@ done
 cd "$(dirname "$0")/.." || exit 1
 PY=${PYTHON:-python}
 OUT_DIR=${OUT_DIR:-$(mktemp -d -t transferjax_gpu_check_XXXX)}
-STEP_TIMEOUT_S=${STEP_TIMEOUT_S:-200}
 mkdir -p "$OUT_DIR"
 
 backend() { "$PY" -c "import jax; print(jax.default_backend())" 2>/dev/null; }
@@ -64,37 +70,57 @@ if [ "$DRY_RUN" = 0 ] && [ "$BACKEND" != "gpu" ]; then
   fi
 fi
 
+ZOO_VARIANTS=pool,base,pool_hi,bf16_vmap,torch_seq
+CONV_VARIANTS=pool,xla_vjp_vmap,xla_vmap  # grouped convs (slow compile?) apart
 if [ "$DRY_RUN" = 1 ]; then
-  ZOO_ARGS=(--num_models=8 --conv_impl=im2col --epochs=1 --samples=128 --seq_max_models=1)
+  ZOO_ARGS=(--num_models=4 --variants=$ZOO_VARIANTS --epochs=1 --samples=128
+            --rounds=1 --seq_max_models=1)
+  CONV_ARGS=(--num_models=4 --variants=$CONV_VARIANTS --epochs=1 --samples=128
+             --rounds=1)
+  CURVE_ARGS=(--num_models=2,4 --variants=pool,bf16_vmap --epochs=1 --samples=128
+              --rounds=1)
+  PROFILE_ARGS=(--num_models=2 --repeats=1 --model_loop=vmap)
+  EQUIV_ARGS=(--allow_cpu)
   SCORE_ARGS=(--q 4 --n 500 --dims 50 --metrics max --no_reference --repeats 1)
   FT_ARGS=(--num_sources=4 --num_seeds=1 --max_epochs=2 --patience=1 --num_labeled=40)
 else
-  ZOO_ARGS=(--num_models=512 --conv_impl=im2col --epochs=1 --samples=2048 --seq_max_models=4)
+  ZOO_ARGS=(--num_models=512 --variants=$ZOO_VARIANTS --epochs=1 --samples=2048
+            --rounds=2 --seq_max_models=4)
+  CONV_ARGS=(--num_models=512 --variants=$CONV_VARIANTS --epochs=1 --samples=2048
+             --rounds=2)
+  CURVE_ARGS=(--num_models=8,64,1024 --variants=pool,bf16_vmap --epochs=1
+              --samples=2048 --rounds=2)
+  PROFILE_ARGS=(--num_models=512 --repeats=10 --model_loop=vmap)
+  EQUIV_ARGS=()
   SCORE_ARGS=(--q 500 --n 5000 --dims 200 --metrics max --no_reference --repeats 1)
   FT_ARGS=(--num_sources=500 --num_seeds=1 --max_epochs=20 --patience=5
            --model_chunk=512 --seq_max_sources=32)
 fi
+# Seconds per step (the full run's budget; a dry run on a CPU takes longer).
+declare -A STEP_TIMEOUTS=([zoo]=120 [zoo_conv]=90 [zoo_curve]=70 [profile]=45
+                          [equivalence]=60 [score]=40 [finetune]=70)
+TIMEOUT_SCALE=${TIMEOUT_SCALE:-1}
 
 # run_step NAME CMD...: JSON lines to $OUT_DIR/NAME.jsonl, stderr to NAME.log,
 # exit status to NAME.rc (124: timed out).
 run_step() {
   local name=$1; shift
   local t0=$SECONDS
-  timeout "$STEP_TIMEOUT_S" "$@" > "$OUT_DIR/$name.jsonl" 2> "$OUT_DIR/$name.log"
+  timeout $(( ${STEP_TIMEOUTS[$name]} * TIMEOUT_SCALE )) "$@" \
+    > "$OUT_DIR/$name.jsonl" 2> "$OUT_DIR/$name.log"
   echo $? > "$OUT_DIR/$name.rc"
   echo $((SECONDS - t0)) > "$OUT_DIR/$name.seconds"
   echo "gpu_check.sh: $name exit $(cat "$OUT_DIR/$name.rc") in $((SECONDS - t0))s" >&2
+  grep -h '^{' "$OUT_DIR/$name.jsonl" | cut -c1-400 >&2  # progress in the log
 }
 
 run_step zoo "$PY" -m benchmarks.train_zoo "${ZOO_ARGS[@]}"
+run_step zoo_conv "$PY" -m benchmarks.train_zoo "${CONV_ARGS[@]}"
+run_step zoo_curve "$PY" -m benchmarks.train_zoo "${CURVE_ARGS[@]}"
+run_step profile "$PY" -m benchmarks.zoo_profile "${PROFILE_ARGS[@]}"
+run_step equivalence "$PY" -m benchmarks.gpu_equivalence "${EQUIV_ARGS[@]}"
 run_step score "$PY" -m benchmarks.score "${SCORE_ARGS[@]}"
 run_step finetune "$PY" -m benchmarks.finetune_speed "${FT_ARGS[@]}"
-if [ "$DRY_RUN" = "1" ]; then
-  echo '{"check": "gpu_equivalence", "skipped": "dry run"}' > "$OUT_DIR/equivalence.jsonl"
-  echo 0 > "$OUT_DIR/equivalence.rc"; echo 0 > "$OUT_DIR/equivalence.seconds"
-else
-  run_step equivalence "$PY" -m benchmarks.gpu_equivalence
-fi
 
 # The summary: every JSON line of each step, its exit status and seconds, and
 # the headline numbers.
@@ -126,17 +152,27 @@ def step(name):
   return out
 
 
-zoo, score, ft = step("zoo"), step("score"), step("finetune")
-equiv = step("equivalence")
+steps = {n: step(n) for n in ("zoo", "zoo_conv", "zoo_curve", "profile",
+                               "equivalence", "score", "finetune")}
+zoo, score, ft = steps["zoo"], steps["score"], steps["finetune"]
 head = {}
-vm = [r for r in zoo["lines"] if r.get("mode") == "vmap"]
-sq = [r for r in zoo["lines"] if r.get("mode") == "sequential"]
-if vm:
-  head["zoo_models"] = vm[-1]["num_models"]
-  head["zoo_model_steps_per_s"] = vm[-1]["model_steps_per_s"]
-  head["zoo_compile_s"] = vm[-1]["compile_s"]
-if vm and sq:
-  head["zoo_vmap_speedup"] = vm[-1]["model_steps_per_s"] / sq[-1]["model_steps_per_s"]
+rates = {}
+for r in zoo["lines"] + steps["zoo_conv"]["lines"] + steps["zoo_curve"]["lines"]:
+  if "model_steps_per_s" in r:
+    rates.setdefault(f'{r["variant"]}@{r["num_models"]}', {
+
+        "model_steps_per_s": round(r["model_steps_per_s"]),
+        "program_mb": r.get("program_mb") and round(r["program_mb"]),
+        "compile_s": round(r["compile_s"], 1)})
+head["zoo"] = rates
+prof = [r for r in steps["profile"]["lines"] if "summary" in r]
+if prof:
+  head["profile_shares"] = prof[-1]["summary"]
+  head["profile_model_steps_per_s"] = prof[-1]["model_steps_per_s"]
+eq = [r for r in steps["equivalence"]["lines"] if r.get("check") == "zoo_equivalence"]
+if eq:
+  head["zoo_equivalence"] = {k: eq[-1][k] for k in ("fast_default_precision",
+                                                   "fast_bfloat16", "ok")}
 sc = [r for r in score["lines"] if "jax_s" in r]
 if sc:
   head["score_q"], head["score_n"] = sc[-1]["q"], sc[-1]["n"]
@@ -148,10 +184,16 @@ if fs:
   head["finetune_vmap_s"] = fs[-1]["vmap_s"]
   head["finetune_speedup"] = fs[-1]["speedup"]
   head["finetune_max_abs_auc_diff"] = fs[-1]["max_abs_auc_diff"]
-print(json.dumps({
+full = {
     "kind": "gpu_check", "dry_run": dry_run, "backend": jax.default_backend(),
     "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
-    "ok": all(s["exit"] == 0 for s in (zoo, score, ft, equiv)), "headline": head,
-    "zoo": zoo, "score": score, "finetune": ft, "gpu_equivalence": equiv,
-    "out_dir": out_dir}))
+    "ok": all(s["exit"] == 0 for s in steps.values()), "headline": head,
+    **steps, "out_dir": out_dir}
+with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as f:
+  json.dump(full, f, indent=1)
+# stdout: the compact line (every step's status, the headline numbers).
+print(json.dumps({k: full[k] for k in ("kind", "dry_run", "backend", "devices", "jax",
+                                       "ok", "headline", "out_dir")} | {
+    "steps": {n: {k: v for k, v in s.items() if k != "lines"}
+              for n, s in steps.items()}}))
 EOF

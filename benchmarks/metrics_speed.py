@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import jax
@@ -88,6 +89,7 @@ def run_one(name, feats, probs, preds, y, numpy_q, batch_size):
       "numpy_s_per_q": round(per_q, 5), "speedup": round(per_q * q / steady, 2),
       "max_abs_diff": float(np.max(np.abs(out[:numpy_q] - ref_out))),
       "device": jax.devices()[0].device_kind,
+      "loadavg_1min": round(os.getloadavg()[0], 2),
   }
 
 

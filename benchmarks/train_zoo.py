@@ -13,6 +13,7 @@ batch)`` steps per model). Prints one JSON line per variant and zoo size:
   {"variant", "conv_impl", "pool_impl", "model_loop", "compute_dtype",
    "num_models", "steps_per_model", "model_steps_per_s" (all rounds),
    "best_round_model_steps_per_s", "cpu_s", "compile_s", "run_s",
+   "program_mb", "peak_device_mb", "matmul_precision",
    "ratio_to_first", "peak_rss_mb", "final_loss_mean"}
 
 Variants (``--variants``, first = the ratio's reference):
@@ -23,16 +24,40 @@ Variants (``--variants``, first = the ratio's reference):
   xla_vjp_map  xla_vjp conv, reshape-max pool, lax.map       (+ conv lever: the
                default CPU path of the zoo trainer)
   xla_vjp_vmap xla_vjp conv under vmap (grouped convolution)
+  xla_vjp_map_sharded  xla_vjp_map with the model axis split over every local
+               device by shard_map: on a CPU one device per core (set by
+               ``transferjax.cli.use_cpu_cores``, as every experiments.* entry
+               point does), each core looping over its share of the models.
+               This is the zoo trainer's default CPU path.
   bf16_map     xla_vjp_map in bfloat16 (``compute_dtype``)
   seq_xla      a Python loop over models of one jitted single-model step with
                nn.Conv semantics and nn.max_pool (the plain per-model baseline;
                it runs ``--seq_max_models`` models)
   seq_fast     the same loop with xla_vjp + reshape-max pool
+  torch_seq    PyTorch, a loop over ``--seq_max_models`` models (the issue's
+               baseline; benchmarks/torch_zoo.py; skipped without torch)
 
-Command (reference configuration, 64 models; ~10 min on 2 loaded CPU cores):
+Accelerator variants (all vmap over models, the accelerator path):
 
-  python -m benchmarks.train_zoo --num_models=64 \
-      --variants=base,pool,map,xla_vjp_map,seq_xla
+  xla_vmap     nn.Conv semantics (lax.conv, autodiff) + nn.max_pool: the naive
+               vmapped zoo (grouped convolutions)
+  pool_hi      ``pool`` with float32 matmuls at HIGHEST precision (on GPUs the
+               default lets XLA use TF32; this is the plain float32 rate)
+  bf16_vmap    ``pool`` with bf16 convs/dense (float32 master weights)
+  bf16_vjp_vmap  xla_vjp conv under vmap in bf16
+
+``program_mb`` is the compiled step's own memory (arguments + outputs + XLA
+temporaries, from ``Compiled.memory_analysis()``): the device memory one chunk
+of ``num_models`` needs, independent of what ran before in the process.
+
+Command (reference configuration, 64 models; ~3 min on this idle 2-core CPU;
+``torch_seq`` needs ``pip install torch``):
+
+  python -m benchmarks.train_zoo --num_models=64 --epochs=1 --rounds=4 \
+      --variants=xla_vjp_map_sharded,xla_vjp_map,torch_seq,base --seq_max_models=4
+
+GPU (benchmarks/gpu_check.sh runs these): ``--num_models=512
+--variants=pool,base,pool_hi,bf16_vmap,torch_seq``.
 
 ``peak_rss_mb`` is the process's peak so far (``ru_maxrss``), so it only grows
 down the list. Numbers: docs/notes/speed.md.
@@ -50,12 +75,15 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks import torch_zoo
+from transferjax import cli
 from transferjax.models import make_cnn
 from transferjax.train import step as step_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("num_models", ["64"], "Zoo sizes.")
-flags.DEFINE_list("variants", ["base", "pool", "map", "xla_vjp_map", "seq_xla"],
+flags.DEFINE_list("variants", ["xla_vjp_map_sharded", "xla_vjp_map", "torch_seq",
+                               "base"],
                   "Variants to compare (module docstring); the first is the "
                   "reference of ratio_to_first.")
 flags.DEFINE_integer("steps_per_call", 8, "lax.scan length of the runner.")
@@ -78,14 +106,42 @@ VARIANTS = {
     "map": ("im2col", "reshape", "map", "float32"),
     "xla_vjp_map": ("xla_vjp", "reshape", "map", "float32"),
     "xla_vjp_vmap": ("xla_vjp", "reshape", "vmap", "float32"),
+    "xla_vjp_map_sharded": ("xla_vjp", "reshape", "map_sharded", "float32"),
     "bf16_map": ("xla_vjp", "reshape", "map", "bfloat16"),
     "seq_xla": ("xla", "flax", "seq", "float32"),
     "seq_fast": ("xla_vjp", "reshape", "seq", "float32"),
+    "torch_seq": ("torch", "torch", "torch", "float32"),
+    "xla_vmap": ("xla", "flax", "vmap", "float32"),
+    "pool_hi": ("im2col", "reshape", "vmap", "float32"),
+    "bf16_vmap": ("im2col", "reshape", "vmap", "bfloat16"),
+    "bf16_vjp_vmap": ("xla_vjp", "reshape", "vmap", "bfloat16"),
 }
+# Variants compiled under jax.default_matmul_precision(...) (others: default).
+PRECISION = {"pool_hi": "highest"}
 
 
 def _rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _program_mb(compiled) -> float | None:
+  """Arguments + outputs + temporaries of one compiled program, in MB."""
+  try:
+    m = compiled.memory_analysis()
+    total = (m.argument_size_in_bytes + m.output_size_in_bytes
+             + m.temp_size_in_bytes - m.alias_size_in_bytes)
+    return total / 2**20
+  except Exception:  # pylint: disable=broad-except  # Not every backend has it.
+    return None
+
+
+def _peak_device_mb() -> float | None:
+  """The device's peak bytes in use so far (accelerators; None on CPU)."""
+  try:
+    stats = jax.devices()[0].memory_stats()
+    return stats["peak_bytes_in_use"] / 2**20 if stats else None
+  except Exception:  # pylint: disable=broad-except
+    return None
 
 
 def _problem(q: int, samples: int, num_classes: int, seed: int = 0):
@@ -99,6 +155,19 @@ def _problem(q: int, samples: int, num_classes: int, seed: int = 0):
            "n": np.full((q,), samples, np.int32),
            "num_classes": np.full((q,), num_classes, np.int32)}
   return base, tasks
+
+
+def _sharded_runner(model, tx):
+  """The lax.map runner with the model axis split over all devices (shard_map)."""
+  from jax.sharding import Mesh, PartitionSpec as P  # pylint: disable=g-import-not-at-top
+  mesh = Mesh(np.array(jax.devices()), ("models",))
+  inner = step_lib.make_multi_step_runner(
+      model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll, "map")
+  m = P("models")
+  return jax.jit(jax.shard_map(inner, mesh=mesh, in_specs=(m, m, m, P(), P(), m),
+                               out_specs=(m, P(None, "models")),
+                               check_vma=False),  # cond branches: same per shard
+                 donate_argnums=0)
 
 
 class _Stacked:
@@ -115,13 +184,18 @@ class _Stacked:
         jnp.arange(q))
     self.state = jax.jit(jax.vmap(step_lib.make_init(model, tx, 20)))(
         jax.random.split(jax.random.PRNGKey(1), q))
-    runner = step_lib.make_multi_step_runner(
-        model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll, loop)
+    if loop == "map_sharded":
+      runner = _sharded_runner(model, tx)
+    else:
+      runner = step_lib.make_multi_step_runner(
+          model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll, loop)
     self.active = jnp.ones((q,), bool)
     t = time.time()
-    self.run = runner.lower(self.state, self.tasks, self.keys, jnp.int32(0),
-                            self.base, self.active).compile()
+    with jax.default_matmul_precision(PRECISION.get(name, None)):
+      self.run = runner.lower(self.state, self.tasks, self.keys, jnp.int32(0),
+                              self.base, self.active).compile()
     self.compile_s = time.time() - t
+    self.program_mb = _program_mb(self.run)
     self.t, self.q, self.losses, self.total = 0, q, None, total_steps
 
   def work(self, steps: int) -> int:
@@ -171,6 +245,7 @@ class _Sequential:
         self.states[0], *self.args[0], self.keys[0], jnp.int32(0),
         self.base).compile()
     self.compile_s = time.time() - t
+    self.program_mb = _program_mb(self.step)
     self.t, self.metrics = 0, None
 
   def work(self, steps: int) -> int:
@@ -201,11 +276,21 @@ def _variant_names() -> list[str]:
 
 
 def bench(q: int, total_steps: int) -> list[dict]:
-  runs = {}
+  runs, skipped = {}, []
   for name in _variant_names():
     if name not in VARIANTS:
       raise app.UsageError(f"Unknown variant {name!r}; choose from {sorted(VARIANTS)}")
-    cls = _Sequential if VARIANTS[name][2] == "seq" else _Stacked
+    loop = VARIANTS[name][2]
+    if loop == "torch":
+      why = torch_zoo.available()
+      if why:
+        skipped.append({"variant": name, "num_models": q, "skipped": why})
+        continue
+      runs[name] = torch_zoo.TorchLoop(min(q, FLAGS.seq_max_models), total_steps,
+                                       FLAGS.samples, FLAGS.num_classes,
+                                       FLAGS.batch_size)
+      continue
+    cls = _Sequential if loop == "seq" else _Stacked
     runs[name] = cls(name, q, total_steps)
   # Whole calls per round, so the vmapped and looped variants do the same steps.
   per_round = FLAGS.steps_per_call * math.ceil(
@@ -223,26 +308,30 @@ def bench(q: int, total_steps: int) -> list[dict]:
       s["cpu"] += cpu
       if done:
         s["best"] = max(s["best"], done / wall)
-  first = _variant_names()[0]
-  out = []
+  first = next(iter(runs))
+  out = list(skipped)
   for name, r in runs.items():
     s = stats[name]
     conv_impl, pool_impl, loop, dtype = VARIANTS[name]
     rate = s["model_steps"] / s["wall"]
     out.append({
         "variant": name, "conv_impl": conv_impl, "pool_impl": pool_impl,
-        "model_loop": loop, "compute_dtype": dtype, "num_models": q,
+        "model_loop": loop, "compute_dtype": dtype,
+        "matmul_precision": PRECISION.get(name, "default"), "num_models": q,
         "models_run": r.q, "steps_per_model": s["model_steps"] // r.q,
         "steps_per_call": FLAGS.steps_per_call, "unroll": FLAGS.unroll,
         "model_steps_per_s": rate, "best_round_model_steps_per_s": s["best"],
         "ratio_to_first": rate / (stats[first]["model_steps"] / stats[first]["wall"]),
         "cpu_s": s["cpu"], "compile_s": r.compile_s, "run_s": s["wall"],
+        "program_mb": getattr(r, "program_mb", None),
+        "peak_device_mb": _peak_device_mb(),
         "peak_rss_mb": _rss_mb(), "final_loss_mean": r.final_loss()})
   return out
 
 
 def main(argv):
   del argv
+  cli.use_cpu_cores()  # One CPU device per core (before JAX starts).
   total_steps = FLAGS.epochs * math.ceil(FLAGS.samples / FLAGS.batch_size)
   print(json.dumps({"devices": [str(d) for d in jax.devices()],
                     "loadavg_start": os.getloadavg(),

@@ -43,9 +43,11 @@ flags.DEFINE_float("holdout_fraction", _D.holdout_fraction,
 flags.DEFINE_integer("epochs", _D.epochs, "Epochs over each task's rows.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate.")
-flags.DEFINE_enum("conv_impl", _D.conv_impl, ["im2col", "xla", "patches", "xla_vjp"],
-                  "Convolution implementation (im2col is faster under vmap; "
-                  "xla_vjp with --model_loop=map is the fastest on CPU).")
+flags.DEFINE_enum("conv_impl", _D.conv_impl,
+                  ["auto", "im2col", "xla", "patches", "xla_vjp"],
+                  "Convolution implementation. auto: the workdir's when "
+                  "resuming, else xla_vjp on CPU (fastest with lax.map over "
+                  "models) and im2col on accelerators (fastest under vmap).")
 flags.DEFINE_enum("compute_dtype", _D.compute_dtype, ["float32", "bfloat16"],
                   "Dtype of convolutions and dense layers (float32 master "
                   "weights and loss); part of the zoo's identity.")

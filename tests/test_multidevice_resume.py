@@ -25,6 +25,7 @@ from transferjax import io
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask
 from transferjax.models import make_cnn
+from transferjax.train import zoo as zoo_lib
 from transferjax.train import (ZooConfig, load_zoo, make_init, make_optimizer,
                                train_zoo)
 
@@ -190,7 +191,7 @@ def test_trained_models_changed_from_init(runs):
   # model's parameters moved away from its initialization (zoo.py: init key
   # fold_in(init_root, task_id), (init_root, _) = split(PRNGKey(seed))).
   zoo = runs["straight4"]
-  model = make_cnn(CFG.arch, CFG.max_classes, CFG.conv_impl)
+  model = make_cnn(CFG.arch, CFG.max_classes, zoo_lib.resolve_conv_impl(CFG.conv_impl))
   init_root, _ = jax.random.split(jax.random.PRNGKey(CFG.seed))
   init = jax.jit(jax.vmap(make_init(model, make_optimizer(CFG.learning_rate),
                                      CFG.image_size)))

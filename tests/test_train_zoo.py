@@ -72,8 +72,13 @@ def runs(tmp_path_factory):
   one = jax.devices()[:1]
   out = {"pool": pool, "tasks": tasks, "root": root}
   with jax.default_matmul_precision("highest"):
+    # model_loop "auto" is "map" on CPU: over 4 devices that is the shard_map
+    # runner (each device loops over its own models); "vmap" is split by SPMD.
     out["sharded4"] = train_zoo(dataclasses.replace(CFG, chunk_size=4), pool,
                                 tasks, str(root / "sharded4"))
+    out["sharded4_vmap"] = train_zoo(
+        dataclasses.replace(CFG, chunk_size=4, model_loop="vmap"), pool, tasks,
+        str(root / "sharded4_vmap"))
     out["chunk4"] = train_zoo(dataclasses.replace(CFG, chunk_size=4), pool, tasks,
                               str(root / "chunk4"), devices=one)
     out["chunk2"] = train_zoo(CFG, pool, tasks, str(root / "chunk2"), devices=one)
@@ -108,6 +113,10 @@ def test_zoo_shapes_order_and_metrics(runs):
 def test_sharded_over_4_devices_equals_one_device(runs):
   assert len(jax.devices()) == 4
   _assert_close(runs["sharded4"].params, runs["chunk4"].params)
+  # vmap batches the convolutions (grouped), map does not: other summation
+  # orders, and Adam turns rounding in near-zero gradients into up to ~lr-sized
+  # steps in a handful of entries (1 in 1.28M off by 1.3e-5 when measured).
+  _assert_close(runs["sharded4_vmap"].params, runs["chunk4"].params, atol=5e-5)
 
 
 def test_chunk_size_2_equals_chunk_size_4(runs):
@@ -239,3 +248,23 @@ def test_bad_inputs_raise_clear_errors(runs, tmp_path):
     train_zoo(CFG, pool, [SourceTask(0, "syn", (0, 1), [0, 500], [])],
               str(tmp_path / "g"))
   assert not os.path.exists(tmp_path / "a")  # Nothing written on bad input.
+
+
+def test_conv_impl_auto_is_backend_default_and_adopts_a_workdirs(runs, tmp_path):
+  from transferjax import io  # pylint: disable=g-import-not-at-top
+  # A fresh "auto" zoo on CPU records the CPU fast path.
+  record = io.read_json(str(runs["root"] / "chunk2" / "zoo_config.json"))
+  assert record["conv_impl"] == "xla_vjp"
+  # A workdir made with im2col (the default before "auto") resumes under
+  # "auto" and keeps im2col; naming another implementation is refused.
+  pool, tasks = runs["pool"], runs["tasks"][:2]
+  old = dataclasses.replace(CFG, conv_impl="im2col", num_tasks=2)
+  one = jax.devices()[:1]
+  first = train_zoo(old, pool, tasks, str(tmp_path), devices=one)
+  again = train_zoo(dataclasses.replace(old, conv_impl="auto"), pool, tasks,
+                    str(tmp_path), devices=one)
+  _assert_equal(again.params, first.params)
+  assert io.read_json(str(tmp_path / "zoo_config.json"))["conv_impl"] == "im2col"
+  with pytest.raises(CheckpointError, match="conv_impl: workdir has 'im2col'"):
+    train_zoo(dataclasses.replace(old, conv_impl="xla_vjp"), pool, tasks,
+              str(tmp_path), devices=one)

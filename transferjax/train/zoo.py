@@ -77,10 +77,12 @@ class ZooConfig:
     epochs: passes over each task's own training rows.
     batch_size: minibatch size.
     learning_rate: Adam learning rate.
-    conv_impl: ``"im2col"``, ``"xla"``, ``"patches"`` or ``"xla_vjp"`` (same
-      parameters, float-level differences, so it is part of the zoo's identity;
-      ``"xla_vjp"`` with ``model_loop="map"`` is the fastest on CPU:
-      docs/notes/speed.md).
+    conv_impl: ``"auto"`` (default), ``"im2col"``, ``"xla"``, ``"patches"`` or
+      ``"xla_vjp"`` (same parameters, float-level differences, so the resolved
+      value is part of the zoo's identity). ``"auto"`` adopts the workdir's when
+      resuming, else ``"xla_vjp"`` on a CPU backend (fastest with
+      ``model_loop="map"``) and ``"im2col"`` on accelerators (fastest under
+      vmap): docs/notes/speed.md.
     compute_dtype: ``"float32"`` or ``"bfloat16"`` (bf16 convolutions and dense
       layers, float32 master weights, Adam state and loss; part of the zoo's
       identity). Evaluation and ``zoo_features`` run in the same dtype as
@@ -107,7 +109,7 @@ class ZooConfig:
   epochs: int = 15
   batch_size: int = 64
   learning_rate: float = 1e-3
-  conv_impl: str = "im2col"
+  conv_impl: str = "auto"
   compute_dtype: str = "float32"
   chunk_size: int = 0
   memory_budget_mb: int = 2048
@@ -222,8 +224,8 @@ def models_per_chunk(config: ZooConfig, max_classes: int, num_devices: int) -> i
                       f"{config.chunk_size}.")
   if config.chunk_size:
     return int(math.ceil(config.chunk_size / num_devices) * num_devices)
-  per_model = bytes_per_model(config.arch, config.conv_impl, max_classes,
-                              config.batch_size)
+  per_model = bytes_per_model(config.arch, resolve_conv_impl(config.conv_impl),
+                              max_classes, config.batch_size)
   per_device = max(1, min(MAX_AUTO_CHUNK,
                           int(config.memory_budget_mb * 2**20 // per_model)))
   return per_device * num_devices
@@ -284,9 +286,9 @@ def _validate(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask]) -> 
   if config.model_loop not in ("auto",) + step_lib.MODEL_LOOPS:
     raise ConfigError(f"Unknown model_loop {config.model_loop!r}; choose one of "
                       f"{('auto',) + step_lib.MODEL_LOOPS}.")
-  if config.conv_impl not in CONV_IMPLS:
+  if config.conv_impl not in ("auto",) + tuple(CONV_IMPLS):
     raise ConfigError(f"Unknown conv_impl {config.conv_impl!r}; choose one of "
-                      f"{CONV_IMPLS}.")
+                      f"{('auto',) + tuple(CONV_IMPLS)}.")
   for name in ("epochs", "batch_size", "steps_per_call", "unroll"):
     if getattr(config, name) < 1:
       raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
@@ -465,6 +467,19 @@ def _vmap_conv_impl(conv_impl: str) -> str:
   return "im2col" if conv_impl == "xla_vjp" else conv_impl
 
 
+def default_conv_impl() -> str:
+  """``"xla_vjp"`` on a CPU backend, ``"im2col"`` elsewhere (docs/notes/speed.md:
+  Eigen convolutions looped over models on CPU; batched matmuls under vmap on
+  GPUs, where vmapped ``lax.conv`` is a slow grouped convolution)."""
+  return "xla_vjp" if jax.default_backend() == "cpu" else "im2col"
+
+
+def resolve_conv_impl(conv_impl: str) -> str:
+  """``"auto"`` -> ``default_conv_impl()`` (no workdir to adopt from); other
+  values unchanged."""
+  return default_conv_impl() if conv_impl == "auto" else conv_impl
+
+
 def resolve_model_loop(model_loop: str) -> str:
   """``"auto"`` -> ``step.default_model_loop()``; other values unchanged."""
   return step_lib.default_model_loop() if model_loop == "auto" else model_loop
@@ -483,6 +498,16 @@ def _programs(arch: str, head: int, conv_impl: str, image_size: int,
                     out_shardings=NamedSharding(mesh, P("models")))
   runner = step_lib.make_multi_step_runner(model, tx, batch_size, steps_per_call,
                                            unroll, model_loop)
+  if model_loop == "map" and mesh.devices.size > 1:
+    # lax.map over a sharded model axis: the SPMD partitioner cannot split the
+    # loop, so each device runs its own models' loop (shard_map). On a CPU with
+    # one JAX device per core this is the 1.7x of docs/notes/speed.md.
+    models = P("models")
+    runner = jax.jit(jax.shard_map(
+        runner, mesh=mesh, in_specs=(models, models, models, P(), P(), models),
+        out_specs=(models, P(None, "models")),
+        check_vma=False),  # lax.cond's branches differ only in varying axes.
+                     donate_argnums=0)
   eval_model = make_cnn(arch, head, _vmap_conv_impl(conv_impl), compute_dtype)
   return init_fn, runner, step_lib.make_evaluator(eval_model, eval_batch)
 
@@ -520,14 +545,19 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   tasks_path = os.path.join(workdir, "tasks.json")
 
   stored = io.read_json(record_path) if os.path.exists(record_path) else None
-  if stored is not None and config.chunk_size == 0:
-    chunk = int(stored.get("chunk_size", 0)) or models_per_chunk(config, head,
-                                                                 num_devices)
+  if config.conv_impl == "auto":  # A resume keeps the workdir's implementation.
+    config = dataclasses.replace(config, conv_impl=(
+        stored.get("conv_impl", "im2col") if stored is not None
+        else resolve_conv_impl("auto")))
+  if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
+    # A resume keeps the workdir's chunks, whatever the device count now (each
+    # chunk is padded to a multiple of the devices below).
+    chunk = int(stored["chunk_size"])
   else:
     chunk = models_per_chunk(config, head, num_devices)
-  # Balance the chunks (every chunk is padded to the same size: one compile).
-  chunk = _round_up(math.ceil(len(tasks) / math.ceil(len(tasks) / chunk)),
-                    num_devices)
+    # Balance the chunks (every chunk is padded to the same size: one compile).
+    chunk = _round_up(math.ceil(len(tasks) / math.ceil(len(tasks) / chunk)),
+                      num_devices)
   record = _record(config, pool, tasks, head, chunk)
   tasks_text = tasks_to_json(tasks)
   if stored is not None:
