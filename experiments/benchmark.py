@@ -1,18 +1,21 @@
 r"""Leaderboard of every ranking method over several targets, zoos and sub-pools.
 
-Command (expected runtime on a 2-core CPU with the defaults, one 20-source
-scenes zoo x 3 MNIST-pair targets, 2 splits x 2 seeds: see BUILD_NOTES.md)::
+Command (runtimes on a 2-core CPU: BUILD_NOTES.md and docs/notes/leaderboard.md;
+3 zoos x 4 targets, 2 splits x 2 seeds is about an hour)::
 
   python -m experiments.benchmark --workdir=runs/benchmark \
-      [--targets=mnist:4,9 --targets=mnist:7,9 ...]
+      --zoos=scenes,limited,mixed [--targets=mnist:4,9 --targets=faces ...]
 
 Expected result: ``leaderboard.md`` / ``leaderboard.csv`` (per method: mean and
 sd of weighted Kendall tau over settings and over 100 random sub-pools of 10
 sources, top-1 hit, regret), the Setup Stability score, ``settings.csv`` and
-``tau_distributions.png``. Zoos are trained if missing (paper presets:
-``scenes`` = the mnist experiment's zoo, ``limited`` = few images per class);
-every setting is resumable.
+``tau_distributions.png``. Zoos are trained if missing (presets: ``scenes`` =
+the mnist experiment's zoo, ``limited`` = few images per class, ``mixed`` = the
+scenes zoo's flags on the mixed pool ``scenes+digits``, each task drawn from one
+of the two); every setting is resumable. Every target is ranked with every zoo,
+so all must be 20x20 lenet20 (the 9x9 spots target has its own spot9 zoo).
 """
+import dataclasses
 import os
 
 from transferjax import cli
@@ -23,11 +26,13 @@ from transferjax import paper
 from transferjax.benchmark import BenchmarkConfig, run_benchmark
 from transferjax.train import zoo as zoo_lib
 
-ZOO_PRESETS = {"scenes": "mnist", "limited": "limited"}
+# name: (paper preset whose zoo it is, ZooConfig overrides).
+ZOO_PRESETS = {"scenes": ("mnist", {}), "limited": ("limited", {}),
+               "mixed": ("mnist", {"dataset": "scenes+digits"})}
 
 flags.DEFINE_string("workdir", "runs/benchmark", "Output folder.")
 flags.DEFINE_list("zoos", ["scenes"], f"Zoo presets {sorted(ZOO_PRESETS)} or NAME=DIR of trained zoos.")
-flags.DEFINE_multi_string("targets", ["mnist:4,9", "mnist:7,9", "mnist:3,5"],
+flags.DEFINE_multi_string("targets", ["mnist:4,9", "mnist:3,5", "digits:3,8", "faces"],
                           "Target specs (20x20); repeat the flag for several.")
 flags.DEFINE_integer("num_sources", 20, "Sources per preset zoo.")
 flags.DEFINE_integer("zoo_epochs", 15, "Source training epochs of preset zoos.")
@@ -53,8 +58,9 @@ def main(argv):
       raise app.UsageError(f"--zoos: unknown preset {spec!r}; use {sorted(ZOO_PRESETS)} "
                            "or NAME=DIR.")
     path = os.path.join(FLAGS.workdir, "zoos", spec)
-    zoo_lib.run(paper.preset(ZOO_PRESETS[spec], FLAGS.num_sources, FLAGS.zoo_epochs).zoo,
-                path)
+    experiment, overrides = ZOO_PRESETS[spec]
+    zoo_cfg = paper.preset(experiment, FLAGS.num_sources, FLAGS.zoo_epochs).zoo
+    zoo_lib.run(dataclasses.replace(zoo_cfg, **overrides), path)
     zoos[spec] = path
   overrides = {} if FLAGS["methods"].present else {"methods": ALL_METHODS}
   if not FLAGS["num_labeled"].present:

@@ -6,8 +6,8 @@ import pytest
 import skimage.transform
 
 from transferjax import io
-from transferjax.data import (VALID_NAMES, display_name, load_dataset, resize_images,
-                              to_gray)
+from transferjax.data import (VALID_NAMES, dataset_options, display_name, load_dataset,
+                              resize_images, to_gray)
 from transferjax.data import scenes as scenes_lib
 from transferjax.errors import DataError
 
@@ -67,6 +67,27 @@ def test_unknown_name_lists_valid_names():
 def test_unknown_option_is_reported():
   with pytest.raises(DataError, match=r"no option\(s\) \['imagesize'\].*image_size"):
     load_dataset("faces", imagesize=10)
+
+
+def test_mixed_pool_name_combines_parts():
+  mixed = load_dataset("digits+faces", image_size=12)
+  digits, faces = load_dataset("digits", image_size=12), load_dataset("faces", image_size=12)
+  _check(mixed, 12, 12)
+  assert mixed.name == "digits+faces"
+  assert mixed.class_names[:2] == ("digits/0", "digits/1")
+  assert mixed.class_names[10:] == ("faces/non-face", "faces/face")
+  np.testing.assert_array_equal(mixed.images[:1797], digits.images)
+  np.testing.assert_array_equal(mixed.labels[1797:], faces.labels + 10)
+  assert [p["name"] for p in mixed.metadata["pools"]] == ["digits", "faces"]
+  # Options: those every part accepts, so mnist+digits has no cache_dir.
+  assert set(dataset_options("mnist+digits")) == {"image_size", "seed"}
+  assert "cache_dir" in dataset_options("mnist")
+  with pytest.raises(DataError, match=r"no option\(s\) \['cache_dir'\]"):
+    load_dataset("mnist+digits", cache_dir="/nonexistent")
+  with pytest.raises(DataError, match="Unknown data set 'places'"):
+    load_dataset("digits+places")
+  with pytest.raises(DataError, match="repeat"):
+    load_dataset("faces+faces")
 
 
 # --- built-in real data -----------------------------------------------------
