@@ -80,6 +80,17 @@ class TestRankStatistics:
     assert st["rel_top1"] == pytest.approx(truth.mean() / truth.max())
     assert st["regret"] == pytest.approx(truth.max() - truth.mean())
 
+  def test_scores_equal_up_to_rounding_are_ties(self):
+    # H-score with n < d is exactly 1 up to ~1e-13: ranking on that noise would
+    # report a tau of pure chance as a result.
+    truth = np.array([0.1, 0.5, 0.3, 0.2, 0.4])
+    noisy_one = 1.0 + np.array([3e-14, -1e-13, 2e-14, 1.5e-13, -4e-14])
+    st = stats.rank_statistics(noisy_one, truth)
+    assert np.isnan(st["weighted_tau"]) and st["top1_hit"] == pytest.approx(1 / 5)
+    # Real differences far below the scores' magnitude still rank.
+    tiny_but_real = 1e6 + np.array([1.0, 5.0, 3.0, 2.0, 4.0]) * 1e-3
+    assert stats.rank_statistics(tiny_but_real, truth)["spearman"] == pytest.approx(1.0)
+
   def test_constant_truth_is_nan_not_crash(self):
     st = stats.rank_statistics([3.0, 1.0, 2.0], [0.5, 0.5, 0.5])
     assert np.isnan(st["spearman"]) and np.isnan(st["weighted_tau"])

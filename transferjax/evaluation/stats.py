@@ -10,7 +10,11 @@ on the host. Correlations come from ``scipy.stats`` (never re-derived):
 * ``kendalltau`` (tau-b), ``spearmanr``, ``pearsonr``.
 
 Undefined values (a constant score or truth vector) come back as ``nan`` with a
-sentence in ``notes``; nothing here raises on ties. Ties in the score are broken
+sentence in ``notes``; nothing here raises on ties. Scores that differ only by
+float rounding (relative 1e-10 of the largest magnitude) are ties: a metric that
+is mathematically constant over the sources (H-score with fewer images than
+feature dimensions is exactly 1 up to ~1e-13) must not be ranked on its
+rounding noise. Ties in the score are broken
 uniformly at random *in expectation*: ``top1_hit``, ``top3_hit``, ``rel_top1`` and
 ``regret`` are the expected values over all tie-breaks, so a constant score gets
 ``top1_hit = 1/q`` rather than a lucky 1 for whichever source comes first.
@@ -52,8 +56,21 @@ def _as_vector(x: Any, name: str) -> np.ndarray:
   return arr
 
 
+# Relative resolution below which two scores are the same number (ties).
+SCORE_RESOLUTION = 1e-10
+
+
+def _snap_rounding(s: np.ndarray) -> np.ndarray:
+  """``s`` with values closer than ``SCORE_RESOLUTION`` (relative) made equal."""
+  scale = float(np.max(np.abs(s))) if s.size else 0.0
+  if scale == 0.0:
+    return s
+  step = SCORE_RESOLUTION * scale
+  return np.round(s / step) * step
+
+
 def _check_pair(scores: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
-  s = _as_vector(scores, "scores")
+  s = _snap_rounding(_as_vector(scores, "scores"))
   t = _as_vector(truth, "truth")
   if s.shape != t.shape:
     raise EstimatorError(f"scores {s.shape} and truth {t.shape} must have the same "
