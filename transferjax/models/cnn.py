@@ -150,16 +150,20 @@ def _conv_input_grad(g, kernel):
 def _conv_kernel_grad(x, g, kernel_shape):
   """Gradient w.r.t. the kernel ``[kh, kw, c_in, c_out]``.
 
-  ``dk[i, j, c, o] = sum_{b, y, x} xp[b, y + i, x + j, c] * g[b, y, x, o]``: a
-  VALID convolution with the batch as the contracted channel axis (input
-  ``[c_in, h + 2, w + 2, b]``, kernel ``g`` as ``[h, w, b, c_out]``).
+  ``dk[i, j, c, o] = sum_{b, y, x} xp[b, y + i, x + j, c] * g[b, y, x, o]``: the
+  ``kh * kw`` shifted slices of the padded input stacked on a new leading axis
+  (a plain copy, unlike a channel concat) and ONE matmul ``[kh*kw*c_in, b*h*w] @
+  [b*h*w, c_out]``. On XLA:CPU this is 1.7x the explicit VALID convolution with
+  the batch as the contracted channel (2.6 vs 4.5 ms per model-step for conv2,
+  docs/notes/speed.md) and 1.4x nine separate matmuls.
   """
   kh, kw = kernel_shape[:2]
+  h, w = x.shape[1], x.shape[2]
   xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
-  dk = lax.conv_general_dilated(
-      xp.transpose(3, 1, 2, 0), g.transpose(1, 2, 0, 3), (1, 1), "VALID",
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))  # [c_in, kh, kw, c_out]
-  return dk.transpose(1, 2, 0, 3)
+  shifted = jnp.stack([xp[:, i:i + h, j:j + w, :]
+                       for i in range(kh) for j in range(kw)])  # [kh*kw, b, h, w, c]
+  dk = jnp.einsum("kbhwc,bhwo->kco", shifted, g)
+  return dk.reshape(kernel_shape)
 
 
 @jax.custom_vjp
