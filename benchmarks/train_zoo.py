@@ -74,6 +74,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+from jax.sharding import Mesh
 
 from benchmarks import torch_zoo
 from transferjax import cli
@@ -157,19 +158,6 @@ def _problem(q: int, samples: int, num_classes: int, seed: int = 0):
   return base, tasks
 
 
-def _sharded_runner(model, tx):
-  """The lax.map runner with the model axis split over all devices (shard_map)."""
-  from jax.sharding import Mesh, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  mesh = Mesh(np.array(jax.devices()), ("models",))
-  inner = step_lib.make_multi_step_runner(
-      model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll, "map")
-  m = P("models")
-  return jax.jit(jax.shard_map(inner, mesh=mesh, in_specs=(m, m, m, P(), P(), m),
-                               out_specs=(m, P(None, "models")),
-                               check_vma=False),  # cond branches: same per shard
-                 donate_argnums=0)
-
-
 class _Stacked:
   """A vmapped / mapped runner over all ``q`` models."""
 
@@ -184,11 +172,11 @@ class _Stacked:
         jnp.arange(q))
     self.state = jax.jit(jax.vmap(step_lib.make_init(model, tx, 20)))(
         jax.random.split(jax.random.PRNGKey(1), q))
-    if loop == "map_sharded":
-      runner = _sharded_runner(model, tx)
-    else:
-      runner = step_lib.make_multi_step_runner(
-          model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll, loop)
+    # map_sharded: the trainer's CPU path, the models split over all devices.
+    mesh = Mesh(np.array(jax.devices()), ("models",)) if loop == "map_sharded" else None
+    runner = step_lib.make_multi_step_runner(
+        model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll,
+        "map" if loop == "map_sharded" else loop, mesh)
     self.active = jnp.ones((q,), bool)
     t = time.time()
     with jax.default_matmul_precision(PRECISION.get(name, None)):

@@ -40,18 +40,8 @@ _pool = testlib.synthetic_pool
 def _tasks(pool: Dataset) -> list[SourceTask]:
   """8 tasks of 2-4 classes and 3-8 training rows per class (1-4 steps each)."""
   rng = np.random.default_rng(1)
-  tasks = []
-  for i in range(8):
-    k, m = int(rng.integers(2, 5)), int(rng.integers(3, 9))
-    classes = np.sort(rng.choice(6, k, replace=False))
-    train, hold = [], []
-    for c in classes:
-      rows = rng.permutation(np.flatnonzero(pool.labels == c))
-      train.append(rows[:m])
-      hold.append(rows[m:m + 2])
-    tasks.append(SourceTask(100 + i, "syn", classes, np.sort(np.concatenate(train)),
-                            np.sort(np.concatenate(hold))))
-  return tasks
+  sizes = ((int(rng.integers(2, 5)), int(rng.integers(3, 9))) for _ in range(8))
+  return testlib.class_subset_tasks(pool, rng, sizes, first_id=100)
 
 
 def _setup_jax():

@@ -28,18 +28,8 @@ _pool = testlib.synthetic_pool
 
 
 def _tasks(pool):
-  rng = np.random.default_rng(1)
-  tasks = []
-  for i, (k, m) in enumerate([(2, 8), (3, 5), (4, 4), (2, 3)]):
-    classes = np.sort(rng.choice(6, k, replace=False))
-    train, hold = [], []
-    for c in classes:
-      rows = rng.permutation(np.flatnonzero(pool.labels == c))
-      train.append(rows[:m])
-      hold.append(rows[m:m + 2])
-    tasks.append(SourceTask(10 + i, "syn", classes, np.sort(np.concatenate(train)),
-                            np.sort(np.concatenate(hold))))
-  return tasks
+  return testlib.class_subset_tasks(pool, np.random.default_rng(1),
+                                    [(2, 8), (3, 5), (4, 4), (2, 3)], first_id=10)
 
 
 def _leaves(tree):

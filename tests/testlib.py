@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transferjax.data.container import Dataset
+from transferjax.data.tasks import SourceTask
 from transferjax.models import make_cnn
 
 
@@ -28,3 +29,22 @@ def random_params(m: int, max_classes: int, seed: int):
     return (rng.standard_normal((m,) + s.shape) / np.sqrt(fan_in)).astype(np.float32)
 
   return jax.tree.map(draw, shapes)
+
+
+def class_subset_tasks(pool: Dataset, rng: np.random.Generator, sizes,
+                       first_id: int) -> list[SourceTask]:
+  """One task per ``(k, m)`` in ``sizes``: k random classes of ``pool``, m training
+  and 2 holdout rows per class. ``sizes`` may draw from ``rng`` lazily (a
+  generator): the draws interleave with the class choices as written."""
+  tasks = []
+  for i, (k, m) in enumerate(sizes):
+    classes = np.sort(rng.choice(6, k, replace=False))
+    train, hold = [], []
+    for c in classes:
+      rows = rng.permutation(np.flatnonzero(pool.labels == c))
+      train.append(rows[:m])
+      hold.append(rows[m:m + 2])
+    tasks.append(SourceTask(first_id + i, "syn", classes,
+                            np.sort(np.concatenate(train)),
+                            np.sort(np.concatenate(hold))))
+  return tasks

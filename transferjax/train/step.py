@@ -32,6 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
 
 from transferjax.models import masked_logits
 
@@ -157,7 +159,8 @@ def default_model_loop() -> str:
 
 def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: int,
                            steps_per_call: int, unroll: int = 1,
-                           model_loop: str = "vmap") -> Callable:
+                           model_loop: str = "vmap",
+                           mesh: Mesh | None = None) -> Callable:
   """Jitted ``run(state, tasks, model_keys, t0, images, model_active)``.
 
   Runs global steps ``t0 .. t0 + steps_per_call - 1`` for a ``[q]`` stack of
@@ -172,7 +175,11 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
   (Eigen) convolutions on XLA:CPU instead of grouped ones, and an inactive model
   skips its step (``lax.cond``) instead of computing it and discarding it.
   Both give model i the same result as ``make_train_step`` alone (to float
-  rounding).
+  rounding). With ``mesh`` (a 1-D ``("models",)`` mesh of several devices) and
+  ``"map"``, each device loops over its own share of the models (``shard_map``:
+  the SPMD partitioner cannot split a ``lax.map``); on a CPU with one device per
+  core that runs the shares in parallel (docs/notes/speed.md). ``"vmap"`` needs no
+  wrapper: a jit over sharded inputs splits it.
 
   Args (of the returned function):
     state: ``{"params", "opt"}`` with a leading ``[q]`` axis (donated).
@@ -223,6 +230,12 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
     steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
     return lax.scan(body, state, steps, unroll=unroll)
 
+  if model_loop == "map" and mesh is not None and mesh.devices.size > 1:
+    models = P("models")
+    run = jax.shard_map(
+        run, mesh=mesh, in_specs=(models, models, models, P(), P(), models),
+        out_specs=(models, P(None, "models")),
+        check_vma=False)  # lax.cond's branches differ only in varying axes.
   return jax.jit(run, donate_argnums=0)
 
 

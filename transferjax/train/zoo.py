@@ -497,17 +497,7 @@ def _programs(arch: str, head: int, conv_impl: str, image_size: int,
   init_fn = jax.jit(jax.vmap(step_lib.make_init(model, tx, image_size)),
                     out_shardings=NamedSharding(mesh, P("models")))
   runner = step_lib.make_multi_step_runner(model, tx, batch_size, steps_per_call,
-                                           unroll, model_loop)
-  if model_loop == "map" and mesh.devices.size > 1:
-    # lax.map over a sharded model axis: the SPMD partitioner cannot split the
-    # loop, so each device runs its own models' loop (shard_map). On a CPU with
-    # one JAX device per core this is the 1.7x of docs/notes/speed.md.
-    models = P("models")
-    runner = jax.jit(jax.shard_map(
-        runner, mesh=mesh, in_specs=(models, models, models, P(), P(), models),
-        out_specs=(models, P(None, "models")),
-        check_vma=False),  # lax.cond's branches differ only in varying axes.
-                     donate_argnums=0)
+                                           unroll, model_loop, mesh)
   eval_model = make_cnn(arch, head, _vmap_conv_impl(conv_impl), compute_dtype)
   return init_fn, runner, step_lib.make_evaluator(eval_model, eval_batch)
 
@@ -548,7 +538,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   if config.conv_impl == "auto":  # A resume keeps the workdir's implementation.
     config = dataclasses.replace(config, conv_impl=(
         stored.get("conv_impl", "im2col") if stored is not None
-        else resolve_conv_impl("auto")))
+        else default_conv_impl()))
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
     # chunk is padded to a multiple of the devices below).
