@@ -3,7 +3,11 @@
 #
 #   bash benchmarks/gpu_check.sh             # on a machine with an NVIDIA GPU
 #   bash benchmarks/gpu_check.sh --dry_run   # tiny sizes on whatever backend (CPU ok)
+#   STEPS=pallas,pallas_profile,equivalence bash benchmarks/gpu_check.sh  # a subset
 #
+# 0. pallas: the Pallas/Triton conv2 (no im2col patches; pallas_conv.py) at 512
+#    models against the im2col default in the same run: f32 (TF32) at 64/128/256
+#    rows per program, bf16 vs bf16 im2col; pallas_profile: zoo_profile of it.
 # 1. zoo: benchmarks.train_zoo at 512 lenet20 models vmapped in one program
 #    (1 epoch of 2,048 samples = 32 steps each), the levers side by side: im2col +
 #    reshape pool (the accelerator default), + nn.max_pool (the first trainer),
@@ -13,7 +17,7 @@
 # 2. zoo_curve: the default variant at 8, 64 and 1,024 models (+ bf16);
 # 3. profile: benchmarks.zoo_profile, each part of the 512-model step alone;
 # 4. equivalence: benchmarks.gpu_equivalence (k-NN CMI GPU == CPU; the TF32 and
-#    bf16 zoo fast path vs each model alone at float32 HIGHEST);
+#    bf16 zoo fast paths, im2col and pallas, vs each model alone at f32 HIGHEST);
 # 5. scoring: benchmarks.score, k-NN CMI of 500 sources at n=5,000, dF=200;
 # 6. fine-tuning: benchmarks.finetune_speed, 500 sources x 1 seed vmapped vs a
 #    stack of one model at a time (the first 32 sources, extrapolated).
@@ -71,10 +75,15 @@ if [ "$DRY_RUN" = 0 ] && [ "$BACKEND" != "gpu" ]; then
 fi
 
 ZOO_VARIANTS=pool,base,pool_hi,bf16_vmap,torch_seq
+PALLAS_VARIANTS=pool,pallas_vmap,pallas64_vmap,pallas256_vmap,bf16_vmap,bf16_pallas_vmap
 CONV_VARIANTS=pool,xla_vjp_vmap,xla_vmap  # grouped convs (slow compile?) apart
 if [ "$DRY_RUN" = 1 ]; then
   ZOO_ARGS=(--num_models=4 --variants=$ZOO_VARIANTS --epochs=1 --samples=128
             --rounds=1 --seq_max_models=1)
+  PALLAS_ARGS=(--num_models=2 --variants=pool,pallas_vmap,bf16_pallas_vmap
+               --epochs=1 --samples=128 --rounds=1)
+  PALLAS_PROFILE_ARGS=(--num_models=2 --repeats=1 --model_loop=vmap
+                       --conv_impl=pallas)
   CONV_ARGS=(--num_models=4 --variants=$CONV_VARIANTS --epochs=1 --samples=128
              --rounds=1)
   CURVE_ARGS=(--num_models=2,4 --variants=pool,bf16_vmap --epochs=1 --samples=128
@@ -86,6 +95,10 @@ if [ "$DRY_RUN" = 1 ]; then
 else
   ZOO_ARGS=(--num_models=512 --variants=$ZOO_VARIANTS --epochs=1 --samples=2048
             --rounds=2 --seq_max_models=4)
+  PALLAS_ARGS=(--num_models=512 --variants=$PALLAS_VARIANTS --epochs=1
+               --samples=2048 --rounds=2)
+  PALLAS_PROFILE_ARGS=(--num_models=512 --repeats=10 --model_loop=vmap
+                       --conv_impl=pallas)
   CONV_ARGS=(--num_models=512 --variants=$CONV_VARIANTS --epochs=1 --samples=2048
              --rounds=2)
   CURVE_ARGS=(--num_models=8,64,1024 --variants=pool,bf16_vmap --epochs=1
@@ -97,14 +110,25 @@ else
            --model_chunk=512 --seq_max_sources=32)
 fi
 # Seconds per step (the full run's budget; a dry run on a CPU takes longer).
-declare -A STEP_TIMEOUTS=([zoo]=120 [zoo_conv]=90 [zoo_curve]=70 [profile]=45
-                          [equivalence]=60 [score]=40 [finetune]=70)
+declare -A STEP_TIMEOUTS=([pallas]=150 [pallas_profile]=60 [zoo]=120 [zoo_conv]=90
+                          [zoo_curve]=70 [profile]=45 [equivalence]=90 [score]=40
+                          [finetune]=70)
+ALL_STEPS=(pallas pallas_profile zoo zoo_conv zoo_curve profile equivalence score
+           finetune)
+STEPS=${STEPS:-$(IFS=,; echo "${ALL_STEPS[*]}")}
+for name in ${STEPS//,/ }; do
+  if [ -z "${STEP_TIMEOUTS[$name]:-}" ]; then
+    echo "gpu_check.sh: unknown step '$name' in STEPS; choose from ${ALL_STEPS[*]}" >&2
+    exit 64
+  fi
+done
 TIMEOUT_SCALE=${TIMEOUT_SCALE:-1}
 
 # run_step NAME CMD...: JSON lines to $OUT_DIR/NAME.jsonl, stderr to NAME.log,
 # exit status to NAME.rc (124: timed out).
 run_step() {
   local name=$1; shift
+  case ",$STEPS," in *",$name,"*) ;; *) return 0 ;; esac
   local t0=$SECONDS
   timeout $(( ${STEP_TIMEOUTS[$name]} * TIMEOUT_SCALE )) "$@" \
     > "$OUT_DIR/$name.jsonl" 2> "$OUT_DIR/$name.log"
@@ -114,6 +138,8 @@ run_step() {
   grep -h '^{' "$OUT_DIR/$name.jsonl" | cut -c1-400 >&2  # progress in the log
 }
 
+run_step pallas "$PY" -m benchmarks.train_zoo "${PALLAS_ARGS[@]}"
+run_step pallas_profile "$PY" -m benchmarks.zoo_profile "${PALLAS_PROFILE_ARGS[@]}"
 run_step zoo "$PY" -m benchmarks.train_zoo "${ZOO_ARGS[@]}"
 run_step zoo_conv "$PY" -m benchmarks.train_zoo "${CONV_ARGS[@]}"
 run_step zoo_curve "$PY" -m benchmarks.train_zoo "${CURVE_ARGS[@]}"
@@ -124,12 +150,12 @@ run_step finetune "$PY" -m benchmarks.finetune_speed "${FT_ARGS[@]}"
 
 # The summary: every JSON line of each step, its exit status and seconds, and
 # the headline numbers.
-"$PY" - "$OUT_DIR" "$DRY_RUN" <<'EOF'
+"$PY" - "$OUT_DIR" "$DRY_RUN" "$STEPS" <<'EOF'
 import json, os, sys
 
 import jax
 
-out_dir, dry_run = sys.argv[1], sys.argv[2] == "1"
+out_dir, dry_run, selected = sys.argv[1], sys.argv[2] == "1", sys.argv[3].split(",")
 
 
 def step(name):
@@ -152,12 +178,15 @@ def step(name):
   return out
 
 
-steps = {n: step(n) for n in ("zoo", "zoo_conv", "zoo_curve", "profile",
-                               "equivalence", "score", "finetune")}
-zoo, score, ft = steps["zoo"], steps["score"], steps["finetune"]
+steps = {n: step(n) for n in ("pallas", "pallas_profile", "zoo", "zoo_conv",
+                               "zoo_curve", "profile", "equivalence", "score",
+                               "finetune") if n in selected}
+empty = {"lines": []}
+zoo, score, ft = (steps.get(n, empty) for n in ("zoo", "score", "finetune"))
 head = {}
 rates = {}
-for r in zoo["lines"] + steps["zoo_conv"]["lines"] + steps["zoo_curve"]["lines"]:
+for r in [r for n in ("pallas", "zoo", "zoo_conv", "zoo_curve")
+          for r in steps.get(n, empty)["lines"]]:
   if "model_steps_per_s" in r:
     rates.setdefault(f'{r["variant"]}@{r["num_models"]}', {
 
@@ -165,14 +194,16 @@ for r in zoo["lines"] + steps["zoo_conv"]["lines"] + steps["zoo_curve"]["lines"]
         "program_mb": r.get("program_mb") and round(r["program_mb"]),
         "compile_s": round(r["compile_s"], 1)})
 head["zoo"] = rates
-prof = [r for r in steps["profile"]["lines"] if "summary" in r]
-if prof:
-  head["profile_shares"] = prof[-1]["summary"]
-  head["profile_model_steps_per_s"] = prof[-1]["model_steps_per_s"]
-eq = [r for r in steps["equivalence"]["lines"] if r.get("check") == "zoo_equivalence"]
+for name in ("profile", "pallas_profile"):
+  prof = [r for r in steps.get(name, empty)["lines"] if "summary" in r]
+  if prof:
+    head[name + "_shares"] = prof[-1]["summary"]
+    head[name + "_model_steps_per_s"] = prof[-1]["model_steps_per_s"]
+eq = [r for r in steps.get("equivalence", empty)["lines"]
+      if r.get("check") == "zoo_equivalence"]
 if eq:
-  head["zoo_equivalence"] = {k: eq[-1][k] for k in ("fast_default_precision",
-                                                   "fast_bfloat16", "ok")}
+  head["zoo_equivalence"] = {k: v for k, v in eq[-1].items()
+                             if k.startswith(("fast_", "pallas_")) or k == "ok"}
 sc = [r for r in score["lines"] if "jax_s" in r]
 if sc:
   head["score_q"], head["score_n"] = sc[-1]["q"], sc[-1]["n"]

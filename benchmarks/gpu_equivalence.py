@@ -10,11 +10,15 @@
    loss and held-out accuracy, and the rank agreement (Spearman) of the models'
    held-out accuracies: the tolerance under TF32 / bf16 is measured here, not
    assumed. Fails only on NaN or a held-out accuracy difference above 0.25.
+   The same for the Pallas conv (``pallas_*``: conv2 as Triton kernels without
+   im2col patches) on GPUs, or wherever ``--conv_impls=im2col,pallas`` asks
+   (off GPU Pallas interprets the kernels: slow).
 
 Run on a machine with a GPU (``benchmarks/gpu_check.sh`` calls it);
 ``--allow_cpu`` runs it on the CPU as a rehearsal. Not part of the CPU suite.
 """
 import functools
+import itertools
 import json
 import sys
 
@@ -86,7 +90,7 @@ def _train_zoo(conv_impl, pool_impl, dtype, precision, base, train, test, steps,
   return np.asarray(losses[-1]), np.asarray(ev["accuracy"])
 
 
-def zoo_check(q=8, steps=96):
+def zoo_check(q=8, steps=96, conv_impls=("im2col",)):
   base, train, test = _zoo_problem(q, 256, 256, 4)
   ref_loss, ref_acc = [], []
   for i in range(q):  # Each model alone, plain reference step, float32 HIGHEST.
@@ -98,9 +102,11 @@ def zoo_check(q=8, steps=96):
   out = {"check": "zoo_equivalence", "device": str(jax.devices()[0]), "models": q,
          "steps": steps, "reference_accuracy": ref_acc.round(4).tolist()}
   ok = True
-  for name, dtype in (("fast_default_precision", "float32"),
-                      ("fast_bfloat16", "bfloat16")):
-    loss, acc = _train_zoo("im2col", "reshape", dtype, None, base, train, test, steps)
+  prefix = {"im2col": "fast", "pallas": "pallas"}
+  for conv_impl, (suffix, dtype) in itertools.product(
+      conv_impls, (("default_precision", "float32"), ("bfloat16", "bfloat16"))):
+    name = f"{prefix.get(conv_impl, conv_impl)}_{suffix}"
+    loss, acc = _train_zoo(conv_impl, "reshape", dtype, None, base, train, test, steps)
     rho = stats.spearmanr(acc, ref_acc).statistic if np.ptp(ref_acc) > 0 else None
     out[name] = {"max_abs_final_loss_diff": float(np.max(np.abs(loss - ref_loss))),
                  "max_abs_heldout_acc_diff": float(np.max(np.abs(acc - ref_acc))),
@@ -116,6 +122,9 @@ def zoo_check(q=8, steps=96):
 
 def main():
   allow_cpu = "--allow_cpu" in sys.argv[1:]
+  asked = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--conv_impls=")]
+  conv_impls = (tuple(asked[-1].split(",")) if asked else
+                ("im2col", "pallas") if jax.default_backend() == "gpu" else ("im2col",))
   try:
     gpu = jax.devices("gpu")[0]
   except RuntimeError:
@@ -141,7 +150,7 @@ def main():
   out["ok"] = bool(ok)
   print(json.dumps(out), flush=True)
   with jax.default_device(gpu):
-    ok &= zoo_check()
+    ok &= zoo_check(conv_impls=conv_impls)
   return 0 if ok else 1
 
 

@@ -45,6 +45,11 @@ Accelerator variants (all vmap over models, the accelerator path):
                default lets XLA use TF32; this is the plain float32 rate)
   bf16_vmap    ``pool`` with bf16 convs/dense (float32 master weights)
   bf16_vjp_vmap  xla_vjp conv under vmap in bf16
+  pallas_vmap  ``pool`` with conv2 as Pallas/Triton kernels that never build the
+               im2col patches (transferjax/models/pallas_conv.py); GPU only:
+               elsewhere Pallas interprets the kernels (only for --dry_run sizes)
+  pallas64_vmap, pallas256_vmap  the same with 64 / 256 output rows per program
+  bf16_pallas_vmap  pallas_vmap in bf16
 
 ``program_mb`` is the compiled step's own memory (arguments + outputs + XLA
 temporaries, from ``Compiled.memory_analysis()``): the device memory one chunk
@@ -78,7 +83,7 @@ from jax.sharding import Mesh
 
 from benchmarks import torch_zoo
 from transferjax import cli
-from transferjax.models import make_cnn
+from transferjax.models import make_cnn, pallas_conv
 from transferjax.train import step as step_lib
 
 FLAGS = flags.FLAGS
@@ -116,9 +121,17 @@ VARIANTS = {
     "pool_hi": ("im2col", "reshape", "vmap", "float32"),
     "bf16_vmap": ("im2col", "reshape", "vmap", "bfloat16"),
     "bf16_vjp_vmap": ("xla_vjp", "reshape", "vmap", "bfloat16"),
+    # Pallas (Triton) conv2 without im2col patches: GPU only (interpreted,
+    # i.e. very slow, elsewhere); tile sizes swept with TILING.
+    "pallas_vmap": ("pallas", "reshape", "vmap", "float32"),
+    "pallas64_vmap": ("pallas", "reshape", "vmap", "float32"),
+    "pallas256_vmap": ("pallas", "reshape", "vmap", "float32"),
+    "bf16_pallas_vmap": ("pallas", "reshape", "vmap", "bfloat16"),
 }
 # Variants compiled under jax.default_matmul_precision(...) (others: default).
 PRECISION = {"pool_hi": "highest"}
+# Variants traced under pallas_conv.tiling(...) (others: its defaults).
+TILING = {"pallas64_vmap": {"tile_rows": 64}, "pallas256_vmap": {"tile_rows": 256}}
 
 
 def _rss_mb() -> float:
@@ -179,7 +192,8 @@ class _Stacked:
         "map" if loop == "map_sharded" else loop, mesh)
     self.active = jnp.ones((q,), bool)
     t = time.time()
-    with jax.default_matmul_precision(PRECISION.get(name, None)):
+    with (jax.default_matmul_precision(PRECISION.get(name, None)),
+          pallas_conv.tiling(**TILING.get(name, {}))):
       self.run = runner.lower(self.state, self.tasks, self.keys, jnp.int32(0),
                               self.base, self.active).compile()
     self.compile_s = time.time() - t

@@ -44,10 +44,11 @@ flags.DEFINE_integer("epochs", _D.epochs, "Epochs over each task's rows.")
 flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size.")
 flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate.")
 flags.DEFINE_enum("conv_impl", _D.conv_impl,
-                  ["auto", "im2col", "xla", "patches", "xla_vjp"],
+                  ["auto", "im2col", "xla", "patches", "xla_vjp", "pallas"],
                   "Convolution implementation. auto: the workdir's when "
                   "resuming, else xla_vjp on CPU (fastest with lax.map over "
-                  "models) and im2col on accelerators (fastest under vmap).")
+                  "models) and im2col on accelerators (fastest under vmap). pallas: "
+                  "Triton kernels without im2col patches (GPU only).")
 flags.DEFINE_enum("compute_dtype", _D.compute_dtype, ["float32", "bfloat16"],
                   "Dtype of convolutions and dense layers (float32 master "
                   "weights and loss); part of the zoo's identity.")

@@ -55,3 +55,24 @@ def test_zoo_profile_reports_every_part():
           "conv2_fwd_bwd", "adam", "sample_batch"} <= parts
   summary = lines[-1]
   assert summary["train_step_ms"] > 0 and 0 < summary["summary"]["conv2_fwd_bwd"]
+
+
+def test_pallas_variants_train_the_same_models_as_im2col():
+  """The GPU candidates run here interpreted; at tiny sizes they must reach the
+  im2col variant's loss (same problem, same initial models)."""
+  lines = _run("benchmarks.train_zoo", "--num_models=2", "--samples=64",
+               "--epochs=1", "--rounds=1", "--steps_per_call=1",
+               "--variants=pool,pallas_vmap,pallas64_vmap")
+  rows = {r["variant"]: r for r in lines if "variant" in r}
+  want = rows["pool"]["final_loss_mean"]
+  for name in ("pallas_vmap", "pallas64_vmap"):
+    assert rows[name]["conv_impl"] == "pallas"
+    assert abs(rows[name]["final_loss_mean"] - want) < 1e-4 * max(1.0, abs(want))
+
+
+def test_gpu_check_refuses_unknown_steps():
+  out = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--dry_run"], cwd=_ROOT,
+                       env=dict(os.environ, STEPS="pallas,warp_drive"),
+                       capture_output=True, text=True, timeout=120, check=False)
+  assert out.returncode == 64
+  assert "unknown step 'warp_drive'" in out.stderr and "pallas_profile" in out.stderr

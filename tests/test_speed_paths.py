@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import testlib
 from scipy.stats import spearmanr
 
 from transferjax.data.container import Dataset
@@ -44,19 +45,6 @@ def test_max_pool2_equals_nn_max_pool_values_and_gradients(size):
       np.asarray(relu_grad(lambda a: nn.max_pool(a, (2, 2), strides=(2, 2)))))
 
 
-def _numpy_conv_grads(x, kernel, g):
-  """Float64 input and kernel gradients of a 3x3 SAME conv (direct sums)."""
-  b, h, w, _ = x.shape
-  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-  dxp = np.zeros_like(xp)
-  dk = np.zeros_like(kernel)
-  for i in range(3):
-    for j in range(3):
-      dk[i, j] = np.einsum("bhwc,bhwo->co", xp[:, i:i + h, j:j + w], g)
-      dxp[:, i:i + h, j:j + w] += np.einsum("bhwo,co->bhwc", g, kernel[i, j])
-  return dxp[:, 1:-1, 1:-1], dk
-
-
 def test_xla_vjp_gradients_match_float64_numpy_and_autodiff():
   rng = np.random.default_rng(0)
   x = rng.normal(size=(2, 6, 5, 3)).astype(np.float32)
@@ -67,7 +55,7 @@ def test_xla_vjp_gradients_match_float64_numpy_and_autodiff():
     dx, dk = vjp(jnp.asarray(g))
     ref_out, ref_vjp = jax.vjp(_conv_xla, jnp.asarray(x), jnp.asarray(kernel))
     ref_dx, ref_dk = ref_vjp(jnp.asarray(g))
-  want_dx, want_dk = _numpy_conv_grads(x.astype(np.float64),
+  want_dx, want_dk = testlib.numpy_conv3x3_grads(x.astype(np.float64),
                                        kernel.astype(np.float64),
                                        g.astype(np.float64))
   np.testing.assert_array_equal(np.asarray(out), np.asarray(ref_out))

@@ -48,3 +48,24 @@ def class_subset_tasks(pool: Dataset, rng: np.random.Generator, sizes,
                             np.sort(np.concatenate(train)),
                             np.sort(np.concatenate(hold))))
   return tasks
+
+
+def numpy_conv3x3_grads(x, kernel, g):
+  """Float64 input and kernel gradients of a 3x3 SAME conv (direct sums)."""
+  b, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dxp = np.zeros_like(xp)
+  dk = np.zeros_like(kernel)
+  for i in range(3):
+    for j in range(3):
+      dk[i, j] = np.einsum("bhwc,bhwo->co", xp[:, i:i + h, j:j + w], g)
+      dxp[:, i:i + h, j:j + w] += np.einsum("bhwo,co->bhwc", g, kernel[i, j])
+  return dxp[:, 1:-1, 1:-1], dk
+
+
+def numpy_conv3x3(x, kernel):
+  """Float64 3x3 SAME convolution, NHWC x HWIO (direct sums)."""
+  b, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return sum(np.einsum("bhwc,co->bhwo", xp[:, i:i + h, j:j + w], kernel[i, j])
+             for i in range(3) for j in range(3))

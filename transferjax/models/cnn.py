@@ -23,6 +23,12 @@ so parameters move freely between them:
   takes its slow generic path (20x slower). Fastest on CPU when models are
   looped (``make_multi_step_runner(..., model_loop="map")``); under ``vmap`` it
   is a grouped convolution like ``"xla"``.
+* ``"pallas"``: Pallas (Triton) kernels that accumulate the 9 taps from shifted
+  rows of the flattened padded input and never build the patches
+  (``pallas_conv``); for GPUs, where im2col's patch tensor makes the zoo step
+  memory-bound. Layers whose channel counts Triton cannot tile (``conv1``'s
+  single input channel) take ``"im2col"``. Off GPU the kernels run in Pallas'
+  interpreter: exact, slow, for tests.
 
 Max-pooling is a reshape + max (``max_pool2``): the same values as
 ``nn.max_pool``, and on XLA:CPU its gradient is 3-5x cheaper than
@@ -42,9 +48,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from transferjax.errors import ConfigError
+from transferjax.models import pallas_conv
 
 FEATURE_DIM = 200
-CONV_IMPLS = ("xla", "im2col", "patches", "xla_vjp")
+CONV_IMPLS = ("xla", "im2col", "patches", "xla_vjp", "pallas")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 POOL_IMPLS = ("reshape", "flax")
 
@@ -185,9 +192,16 @@ def _conv_xla_vjp_bwd(res, g):
 _conv_xla_vjp.defvjp(_conv_xla_vjp_fwd, _conv_xla_vjp_bwd)
 
 
+def _conv_pallas(x, kernel):
+  if pallas_conv.supports(kernel.shape[2], kernel.shape[3]):
+    return pallas_conv.conv3x3_same(x, kernel)
+  return _conv_im2col(x, kernel)
+
+
 _CONV_FNS: dict[str, Callable] = {"xla": _conv_xla, "im2col": _conv_im2col,
                                   "patches": _conv_patches,
-                                  "xla_vjp": _conv_xla_vjp}
+                                  "xla_vjp": _conv_xla_vjp,
+                                  "pallas": _conv_pallas}
 
 
 def max_pool2(x: jax.Array) -> jax.Array:
@@ -302,7 +316,8 @@ def make_cnn(arch: str, max_classes: int, conv_impl: str = "im2col",
     max_classes: head width; tasks with fewer classes mask the rest
       (``masked_logits``).
     conv_impl: ``"im2col"`` (default: fastest under vmap on XLA:CPU), ``"xla"``,
-      ``"patches"`` or ``"xla_vjp"`` (fastest on CPU with models looped).
+      ``"patches"``, ``"xla_vjp"`` (fastest on CPU with models looped) or
+      ``"pallas"`` (GPU kernels without patch tensors).
     compute_dtype: ``"float32"`` (default) or ``"bfloat16"``: dtype of the
       convolutions and dense layers; parameters stay float32 and the outputs
       are float32.
@@ -339,5 +354,9 @@ def activation_floats_per_example(arch: str, conv_impl: str) -> int:
   if spec.pool_after_conv2:
     total += (p // 2) * (p // 2) * 64
   if conv_impl not in ("xla", "xla_vjp"):
-    total += s * s * 9 + p * p * 9 * 32  # patches of conv1 and conv2
+    total += s * s * 9  # conv1's patches (pallas too: one input channel)
+  if conv_impl in ("im2col", "patches"):
+    total += p * p * 9 * 32  # conv2's patches
+  elif conv_impl == "pallas":
+    total += (p + 2) * (p + 2) * (32 + 64)  # flat padded input and output
   return total + 2 * FEATURE_DIM

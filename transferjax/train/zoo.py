@@ -77,8 +77,9 @@ class ZooConfig:
     epochs: passes over each task's own training rows.
     batch_size: minibatch size.
     learning_rate: Adam learning rate.
-    conv_impl: ``"auto"`` (default), ``"im2col"``, ``"xla"``, ``"patches"`` or
-      ``"xla_vjp"`` (same parameters, float-level differences, so the resolved
+    conv_impl: ``"auto"`` (default), ``"im2col"``, ``"xla"``, ``"patches"``,
+      ``"xla_vjp"`` or ``"pallas"`` (GPU only: Triton kernels without im2col
+      patches; not the GPU default until measured faster) (same parameters, float-level differences, so the resolved
       value is part of the zoo's identity). ``"auto"`` adopts the workdir's when
       resuming, else ``"xla_vjp"`` on a CPU backend (fastest with
       ``model_loop="map"``) and ``"im2col"`` on accelerators (fastest under
@@ -463,8 +464,24 @@ _fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
 def _vmap_conv_impl(conv_impl: str) -> str:
   """The convolution for vmapped inference: ``xla_vjp`` differs from ``xla`` only
   in its backward pass, and vmapped (grouped) convolutions are slow on XLA:CPU,
-  so forward-only stacks use im2col (same parameters, outputs equal to ~1e-6)."""
-  return "im2col" if conv_impl == "xla_vjp" else conv_impl
+  so forward-only stacks use im2col (same parameters, outputs equal to ~1e-6).
+  So does a ``pallas`` zoo off GPU (Pallas would run interpreted)."""
+  if conv_impl == "xla_vjp" or (conv_impl == "pallas"
+                                and jax.default_backend() != "gpu"):
+    return "im2col"
+  return conv_impl
+
+
+def check_conv_backend(conv_impl: str) -> None:
+  """ConfigError unless ``conv_impl`` can train on this backend: ``"pallas"``
+  compiles Triton kernels, so it needs a GPU (elsewhere Pallas would interpret
+  them, thousands of times slower)."""
+  if conv_impl == "pallas" and jax.default_backend() != "gpu":
+    raise ConfigError(
+        f"conv_impl='pallas' trains with Triton GPU kernels, but JAX's backend is "
+        f"{jax.default_backend()!r}. Use --conv_impl=auto (xla_vjp on CPU, im2col "
+        "on TPU), or run on a GPU. A zoo trained with pallas on a GPU can still be "
+        "scored here (its features use im2col: same parameters).")
 
 
 def default_conv_impl() -> str:
@@ -539,6 +556,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     config = dataclasses.replace(config, conv_impl=(
         stored.get("conv_impl", "im2col") if stored is not None
         else default_conv_impl()))
+  check_conv_backend(config.conv_impl)
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
     # chunk is padded to a multiple of the devices below).
