@@ -5,9 +5,11 @@
 #   bash benchmarks/gpu_check.sh --dry_run   # tiny sizes on whatever backend (CPU ok)
 #   STEPS=pallas,pallas_profile,equivalence bash benchmarks/gpu_check.sh  # a subset
 #
-# 0. pallas: the Pallas/Triton conv2 (no im2col patches; pallas_conv.py) at 512
-#    models against the im2col default in the same run: f32 (TF32) at 64/128/256
-#    rows per program, bf16 vs bf16 im2col; pallas_profile: zoo_profile of it.
+# 0. pallas: the Pallas/Triton conv2 (no im2col patches; pallas_conv.py) and
+#    the fused conv1+ReLU+pool1 (conv1 recomputed backward; pool_impl=fused), alone
+#    and together, at 512 models against the im2col default in the same run: f32
+#    (TF32; Pallas at 128 and 256 rows per program) and bf16; pallas_profile:
+#    zoo_profile with the Pallas conv2 (its parts include the fused conv1 stage).
 # 1. zoo: benchmarks.train_zoo at 512 lenet20 models vmapped in one program
 #    (1 epoch of 2,048 samples = 32 steps each), the levers side by side: im2col +
 #    reshape pool (the accelerator default), + nn.max_pool (the first trainer),
@@ -75,12 +77,12 @@ if [ "$DRY_RUN" = 0 ] && [ "$BACKEND" != "gpu" ]; then
 fi
 
 ZOO_VARIANTS=pool,base,pool_hi,bf16_vmap,torch_seq
-PALLAS_VARIANTS=pool,pallas_vmap,pallas64_vmap,pallas256_vmap,bf16_vmap,bf16_pallas_vmap
+PALLAS_VARIANTS=pool,pallas_vmap,pallas256_vmap,fused_vmap,pallas_fused_vmap,bf16_vmap,bf16_pallas_vmap,bf16_pallas_fused_vmap
 CONV_VARIANTS=pool,xla_vjp_vmap,xla_vmap  # grouped convs (slow compile?) apart
 if [ "$DRY_RUN" = 1 ]; then
   ZOO_ARGS=(--num_models=4 --variants=$ZOO_VARIANTS --epochs=1 --samples=128
             --rounds=1 --seq_max_models=1)
-  PALLAS_ARGS=(--num_models=2 --variants=pool,pallas_vmap,bf16_pallas_vmap
+  PALLAS_ARGS=(--num_models=2 --variants=pool,pallas_vmap,pallas_fused_vmap
                --epochs=1 --samples=128 --rounds=1)
   PALLAS_PROFILE_ARGS=(--num_models=2 --repeats=1 --model_loop=vmap
                        --conv_impl=pallas)
@@ -110,7 +112,7 @@ else
            --model_chunk=512 --seq_max_sources=32)
 fi
 # Seconds per step (the full run's budget; a dry run on a CPU takes longer).
-declare -A STEP_TIMEOUTS=([pallas]=150 [pallas_profile]=60 [zoo]=120 [zoo_conv]=90
+declare -A STEP_TIMEOUTS=([pallas]=240 [pallas_profile]=60 [zoo]=120 [zoo_conv]=90
                           [zoo_curve]=70 [profile]=45 [equivalence]=90 [score]=40
                           [finetune]=70)
 ALL_STEPS=(pallas pallas_profile zoo zoo_conv zoo_curve profile equivalence score

@@ -50,6 +50,10 @@ Accelerator variants (all vmap over models, the accelerator path):
                elsewhere Pallas interprets the kernels (only for --dry_run sizes)
   pallas64_vmap, pallas256_vmap  the same with 64 / 256 output rows per program
   bf16_pallas_vmap  pallas_vmap in bf16
+  fused_vmap   ``pool`` with conv1 + ReLU + pool1 as one function whose backward
+               recomputes conv1 instead of saving its output (pool_impl="fused")
+  pallas_fused_vmap, bf16_pallas_fused_vmap  both GPU levers together
+  xla_vjp_fused_map_sharded  the CPU default path with the fused conv1 stage
 
 ``program_mb`` is the compiled step's own memory (arguments + outputs + XLA
 temporaries, from ``Compiled.memory_analysis()``): the device memory one chunk
@@ -127,6 +131,11 @@ VARIANTS = {
     "pallas64_vmap": ("pallas", "reshape", "vmap", "float32"),
     "pallas256_vmap": ("pallas", "reshape", "vmap", "float32"),
     "bf16_pallas_vmap": ("pallas", "reshape", "vmap", "bfloat16"),
+    # conv1 + ReLU + pool1 fused, conv1 recomputed in the backward (pool_impl).
+    "fused_vmap": ("im2col", "fused", "vmap", "float32"),
+    "pallas_fused_vmap": ("pallas", "fused", "vmap", "float32"),
+    "bf16_pallas_fused_vmap": ("pallas", "fused", "vmap", "bfloat16"),
+    "xla_vjp_fused_map_sharded": ("xla_vjp", "fused", "map_sharded", "float32"),
 }
 # Variants compiled under jax.default_matmul_precision(...) (others: default).
 PRECISION = {"pool_hi": "highest"}

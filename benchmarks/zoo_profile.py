@@ -5,8 +5,9 @@ of the reference configuration (batch 64, lenet20, head 20) stacked the way the
 trainer stacks them (``--model_loop``: vmap on accelerators, lax.map on CPU),
 each piece as its own compiled program: the forward pass, forward+backward,
 the whole train step, and alone: conv1 and conv2 (forward+backward of a sum of
-their outputs), the two pools, the dense layer, Adam's update and the batch
-sampler. One JSON line per part: ``ms_per_call`` (median of ``--repeats``
+their outputs), the two pools, conv1 + ReLU + pool1 fused with conv1 recomputed
+backward (``cnn.conv_relu_pool``; not in the sum of parts, it replaces conv1 +
+pool1), the dense layer, Adam's update and the batch sampler. One JSON line per part: ``ms_per_call`` (median of ``--repeats``
 timed calls after a warm-up), ``us_per_model_step``, ``gflop_per_s`` where
 the part's FLOPs are counted, and ``share_of_step``. The parts overlap (the
 step contains them all) and fusion across part boundaries is lost, so shares
@@ -34,6 +35,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_models", 64, "Models q in the stack.")
 flags.DEFINE_string("conv_impl", "im2col", "Convolution implementation.")
 flags.DEFINE_string("compute_dtype", "float32", "float32 or bfloat16.")
+flags.DEFINE_string("pool_impl", "reshape", "reshape, flax or fused (the whole-model "
+                    "parts; the conv1_relu_pool1_fused part is timed either way).")
 flags.DEFINE_enum("model_loop", None, ["vmap", "map"],
                   "How models are stacked (default: the trainer's for this backend).")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
@@ -67,7 +70,8 @@ def main(argv):
   q, b = FLAGS.num_models, FLAGS.batch_size
   loop = FLAGS.model_loop or step_lib.default_model_loop()
   dtype = jnp.dtype(FLAGS.compute_dtype)
-  model = cnn.make_cnn("lenet20", 20, FLAGS.conv_impl, FLAGS.compute_dtype)
+  model = cnn.make_cnn("lenet20", 20, FLAGS.conv_impl, FLAGS.compute_dtype,
+                       FLAGS.pool_impl)
   tx = step_lib.make_optimizer(1e-3)
   rng = np.random.default_rng(0)
   state = jax.jit(jax.vmap(step_lib.make_init(model, tx, 20)))(
@@ -95,6 +99,13 @@ def main(argv):
           conv(xx.astype(dtype), kk.astype(dtype)).astype(jnp.float32) ** 2),
                       argnums=argnums)(xi, k)
     return part
+
+  def fused1_part(xi, k, bias):
+    # conv1 + ReLU + pool1 with conv1 recomputed backward: compare with
+    # conv1_fwd_bwd + relu_pool1_fwd_bwd.
+    return jax.grad(lambda kk, bb: jnp.sum(cnn.conv_relu_pool(
+        xi.astype(dtype), kk.astype(dtype), bb.astype(dtype)).astype(jnp.float32) ** 2),
+                    argnums=(0, 1))(k, bias)
 
   def pool_part(xi):
     return jax.grad(lambda xx: jnp.sum(cnn.max_pool2(jax.nn.relu(xx)) ** 2))(xi)
@@ -131,6 +142,8 @@ def main(argv):
        (x, k1), 2 * b * B_CONV1),
       ("conv2_fwd_bwd", _stack(conv_part((0, 1)), loop), (a2, k2), 3 * b * B_CONV2),
       ("relu_pool1_fwd_bwd", _stack(pool_part, loop), (a1,), None),
+      ("conv1_relu_pool1_fused_fwd_bwd", _stack(fused1_part, loop),
+       (x, k1, jnp.zeros((q, 32), jnp.float32)), 3 * b * B_CONV1),
       ("relu_pool2_fwd_bwd", _stack(pool_part, loop), (a3,), None),
       ("fc_fwd_bwd", _stack(fc_part, loop), (f_in, w_fc), 3 * b * B_FC),
       ("adam", _stack(adam_part, loop), (state, state["params"]), None),
@@ -138,6 +151,7 @@ def main(argv):
   ]
   print(json.dumps({"devices": [str(d) for d in jax.devices()], "num_models": q,
                     "conv_impl": FLAGS.conv_impl, "compute_dtype": FLAGS.compute_dtype,
+                    "pool_impl": FLAGS.pool_impl,
                     "model_loop": loop, "batch_size": b}), flush=True)
   rows, step_ms = [], None
   for name, fn, args, flops in parts:
@@ -149,11 +163,17 @@ def main(argv):
       row["gflop_per_s"] = flops * q / (ms * 1e-3) / 1e9
     rows.append(row)
     print(json.dumps(row), flush=True)
+  # The fused part replaces conv1 + relu_pool1: not summed with them.
   alone = [r for r in rows if r["part"] not in ("forward", "forward_backward",
-                                                "train_step")]
+                                                "train_step",
+                                                "conv1_relu_pool1_fused_fwd_bwd")]
   for r in alone:
     r["share_of_step"] = r["ms_per_call"] / step_ms
-  print(json.dumps({"summary": {r["part"]: round(r["share_of_step"], 3) for r in alone},
+  for r in rows:
+    r.setdefault("share_of_step", r["ms_per_call"] / step_ms)
+  print(json.dumps({"summary": {r["part"]: round(r["share_of_step"], 3) for r in rows
+                                if r["part"] not in ("forward", "forward_backward",
+                                                     "train_step")},
                     "sum_of_parts_over_step": sum(r["share_of_step"] for r in alone),
                     "train_step_ms": step_ms,
                     "model_steps_per_s": q / (step_ms * 1e-3)}), flush=True)

@@ -49,6 +49,10 @@ flags.DEFINE_enum("conv_impl", _D.conv_impl,
                   "resuming, else xla_vjp on CPU (fastest with lax.map over "
                   "models) and im2col on accelerators (fastest under vmap). pallas: "
                   "Triton kernels without im2col patches (GPU only).")
+flags.DEFINE_enum("pool_impl", _D.pool_impl, ["auto", "reshape", "flax", "fused"],
+                  "Max-pool implementation. auto: the workdir's when resuming, "
+                  "else reshape. fused: conv1 + ReLU + pool1 with conv1 "
+                  "recomputed in the backward (a GPU lever; 0.84x on CPU).")
 flags.DEFINE_enum("compute_dtype", _D.compute_dtype, ["float32", "bfloat16"],
                   "Dtype of convolutions and dense layers (float32 master "
                   "weights and loss); part of the zoo's identity.")

@@ -229,3 +229,31 @@ def test_bf16_zoo_scores_and_ranks_sources_like_float32(tmp_path):
   with pytest.raises(ConfigError, match="Unknown compute_dtype"):
     train_zoo(dataclasses.replace(cfg, compute_dtype="fp8"), pool, tasks,
               str(tmp_path / "x"))
+
+
+@pytest.mark.parametrize("arch,size", [("lenet20", 20), ("spot9", 9)])
+def test_fused_conv1_relu_pool_equals_separate_layers_and_saves_no_activations(arch, size):
+  """pool_impl="fused": same parameters, outputs and gradients as conv1 + ReLU +
+  max_pool2 (spot9's odd 9x9 drops a row and column), and its backward keeps no
+  [b, size, size, 32] conv1 activation (it recomputes it). Jitted: XLA may
+  recompute conv1 in several fusions with different FMA contraction, which broke
+  a max-by-equality backward (right eagerly, wrong under jit)."""
+  x = jnp.asarray(np.random.default_rng(0).random((5, size, size, 1), np.float32))
+  labels = jnp.asarray([0, 1, 2, 3, 1])
+  fused = make_cnn(arch, 4, "xla_vjp", pool_impl="fused")
+  plain = make_cnn(arch, 4, "xla_vjp")
+  params = plain.init(jax.random.key(0), x)
+  same_init = jax.tree.map(lambda a, b: bool((a == b).all()), params,
+                            fused.init(jax.random.key(0), x))
+  assert all(jax.tree.leaves(same_init))
+  loss = lambda m: lambda p: step_lib.cross_entropy(m.apply(p, x)[0], labels, 4)
+  with jax.default_matmul_precision("highest"):
+    np.testing.assert_allclose(np.asarray(fused.apply(params, x)[1]),
+                               np.asarray(plain.apply(params, x)[1]), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(fused)))(params)),
+                    jax.tree.leaves(jax.jit(jax.grad(loss(plain)))(params)),
+                    strict=True):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+  conv1_out = (5, size, size, 32)
+  saved = lambda m: [a.shape for a in jax.tree.leaves(jax.vjp(loss(m), params)[1])]
+  assert conv1_out in saved(plain) and conv1_out not in saved(fused)

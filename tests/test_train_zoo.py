@@ -244,7 +244,7 @@ def test_conv_impl_auto_is_backend_default_and_adopts_a_workdirs(runs, tmp_path)
   from transferjax import io  # pylint: disable=g-import-not-at-top
   # A fresh "auto" zoo on CPU records the CPU fast path.
   record = io.read_json(str(runs["root"] / "chunk2" / "zoo_config.json"))
-  assert record["conv_impl"] == "xla_vjp"
+  assert record["conv_impl"] == "xla_vjp" and record["pool_impl"] == "reshape"
   # A workdir made with im2col (the default before "auto") resumes under
   # "auto" and keeps im2col; naming another implementation is refused.
   pool, tasks = runs["pool"], runs["tasks"][:2]
@@ -258,3 +258,16 @@ def test_conv_impl_auto_is_backend_default_and_adopts_a_workdirs(runs, tmp_path)
   with pytest.raises(CheckpointError, match="conv_impl: workdir has 'im2col'"):
     train_zoo(dataclasses.replace(old, conv_impl="xla_vjp"), pool, tasks,
               str(tmp_path), devices=one)
+  # A record from before pool_impl existed resumes under "auto" as "reshape"
+  # (the only pool it could have used); naming "fused" for it is refused.
+  before = dataclasses.replace(CFG, num_tasks=2, pool_impl="reshape")
+  first = train_zoo(before, pool, tasks, str(tmp_path / "pre"), devices=one)
+  legacy = io.read_json(str(tmp_path / "pre" / "zoo_config.json"))
+  del legacy["pool_impl"]
+  io.write_json(str(tmp_path / "pre" / "zoo_config.json"), legacy)
+  again = train_zoo(dataclasses.replace(before, pool_impl="auto"), pool, tasks,
+                    str(tmp_path / "pre"), devices=one)
+  _assert_equal(again.params, first.params)
+  with pytest.raises(CheckpointError, match="pool_impl: workdir has 'reshape'"):
+    train_zoo(dataclasses.replace(before, pool_impl="fused"), pool, tasks,
+              str(tmp_path / "pre"), devices=one)

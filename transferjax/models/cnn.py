@@ -32,7 +32,10 @@ so parameters move freely between them:
 
 Max-pooling is a reshape + max (``max_pool2``): the same values as
 ``nn.max_pool``, and on XLA:CPU its gradient is 3-5x cheaper than
-``select_and_scatter``'s. ``compute_dtype="bfloat16"`` runs convolutions and
+``select_and_scatter``'s. ``pool_impl="fused"`` runs conv1 + ReLU + pool1 as
+one ``conv_relu_pool`` whose backward recomputes conv1 from the images instead
+of saving its output (a GPU memory-traffic lever; conv1 then ignores
+``conv_impl``). ``compute_dtype="bfloat16"`` runs convolutions and
 dense layers in bf16 with float32 parameters and float32 logits.
 
 Measurements: docs/notes/zoo.md, docs/notes/speed.md.
@@ -53,7 +56,7 @@ from transferjax.models import pallas_conv
 FEATURE_DIM = 200
 CONV_IMPLS = ("xla", "im2col", "patches", "xla_vjp", "pallas")
 COMPUTE_DTYPES = ("float32", "bfloat16")
-POOL_IMPLS = ("reshape", "flax")
+POOL_IMPLS = ("reshape", "flax", "fused")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,6 +256,83 @@ def _pool(x, pool_impl: str):
   return max_pool2(x)
 
 
+def _conv_taps(x, kernel):
+  """3x3 SAME convolution as 9 shifted multiply-adds: elementwise work XLA fuses
+  with what follows (for one input channel it is 9 broadcast FMAs)."""
+  h, w = x.shape[1], x.shape[2]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  return sum(jnp.einsum("bhwc,co->bhwo", xp[:, i:i + h, j:j + w], kernel[i, j])
+             for i in range(3) for j in range(3))
+
+
+@jax.custom_vjp
+def conv_relu_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+  """``max_pool2(relu(conv3x3_same(x, kernel) + bias))`` keeping only its inputs.
+
+  The backward recomputes the convolution from ``x`` instead of saving the
+  ``[b, h, w, c_out]`` activations: for conv1 (one input channel) the saved and
+  re-read activations are most of the layer's memory traffic, and recomputing 9
+  FMAs per output is cheap where bandwidth, not arithmetic, bounds the step
+  (GPUs; docs/notes/speed.md). Gradients equal those of the unfused layers
+  (a window's gradient goes to its first maximum, as in ``nn.max_pool``).
+
+  Args:
+    x: ``[b, h, w, c_in]``; kernel ``[3, 3, c_in, c_out]``; bias ``[c_out]``.
+
+  Returns:
+    ``[b, h // 2, w // 2, c_out]``.
+  """
+  return max_pool2(jax.nn.relu(_conv_taps(x, kernel) + bias))
+
+
+def _conv_relu_pool_fwd(x, kernel, bias):
+  return conv_relu_pool(x, kernel, bias), (x, kernel, bias)
+
+
+def _conv_relu_pool_bwd(res, g):
+  x, kernel, bias = res
+  a = _conv_taps(x, kernel) + bias
+  b, h2, w2, c = g.shape
+  # Each window's winner by argmax, not by comparing with a separately taken
+  # max: XLA may recompute ``a`` in several fusions, contracting the 9 FMAs
+  # differently, and a 1-ulp difference would drop the gradient (seen under
+  # jit on CPU). The gradient goes to the first maximum (nn.max_pool's rule;
+  # max_pool2 splits exact ties, which after the ReLU are all-zero windows).
+  wins = _windows(a[:, :2 * h2, :2 * w2]).transpose(0, 1, 3, 5, 2, 4).reshape(
+      b, h2, w2, c, 4)
+  first = jnp.argmax(wins, axis=-1)
+  best = jnp.take_along_axis(wins, first[..., None], axis=-1)[..., 0]
+  live = jnp.where(best > 0, g, jnp.zeros((), g.dtype))  # ReLU'd windows: no grad
+  da = jnp.where(jnp.arange(4) == first[..., None], live[..., None],
+                 jnp.zeros((), g.dtype))
+  da = da.reshape(b, h2, w2, c, 2, 2).transpose(0, 1, 4, 2, 5, 3).reshape(
+      b, 2 * h2, 2 * w2, c)
+  da = jnp.pad(da, ((0, 0), (0, a.shape[1] - 2 * h2), (0, a.shape[2] - 2 * w2),
+                    (0, 0)))
+  # The input gradient (dead code for conv1, whose input is the data).
+  return (_conv_input_grad(da, kernel).astype(x.dtype),
+          _conv_kernel_grad(x, da, kernel.shape).astype(kernel.dtype),
+          jnp.sum(da, axis=(0, 1, 2)).astype(bias.dtype))
+
+
+conv_relu_pool.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
+
+
+class ConvReluPool(nn.Module):
+  """``Conv3x3`` + ReLU + 2x2 max-pool as one ``conv_relu_pool`` (recomputing
+  backward), with ``Conv3x3``'s parameters (same names and shapes)."""
+  features: int
+  compute_dtype: str = "float32"
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+    dtype = jnp.dtype(self.compute_dtype)
+    return conv_relu_pool(x.astype(dtype), kernel.astype(dtype), bias.astype(dtype))
+
+
 class Conv3x3(nn.Module):
   """3x3 SAME convolution with ``nn.Conv``'s parameters and either implementation."""
   features: int
@@ -293,11 +373,14 @@ class SmallCNN(nn.Module):
                         f"{spec.image_size} images, got {x.shape[1]}x{x.shape[2]}.")
     check_image_size(self.arch, x.shape[1])
     dtype = jnp.dtype(self.compute_dtype)
-    x = nn.relu(Conv3x3(32, self.conv_impl, self.compute_dtype, name="conv1")(x))
-    x = _pool(x, self.pool_impl)
+    if self.pool_impl == "fused":  # conv1 + ReLU + pool1 recomputed backward
+      x = ConvReluPool(32, self.compute_dtype, name="conv1")(x)
+    else:
+      x = nn.relu(Conv3x3(32, self.conv_impl, self.compute_dtype, name="conv1")(x))
+      x = _pool(x, self.pool_impl)
     x = nn.relu(Conv3x3(64, self.conv_impl, self.compute_dtype, name="conv2")(x))
     if spec.pool_after_conv2:
-      x = _pool(x, self.pool_impl)
+      x = _pool(x, "flax" if self.pool_impl == "flax" else "reshape")
     x = x.reshape(x.shape[0], -1)
     features = nn.relu(nn.Dense(FEATURE_DIM, dtype=dtype, name="fc")(x))
     logits = nn.Dense(self.max_classes, dtype=dtype, name="head")(features)
@@ -321,8 +404,10 @@ def make_cnn(arch: str, max_classes: int, conv_impl: str = "im2col",
     compute_dtype: ``"float32"`` (default) or ``"bfloat16"``: dtype of the
       convolutions and dense layers; parameters stay float32 and the outputs
       are float32.
-    pool_impl: ``"reshape"`` (default, ``max_pool2``) or ``"flax"``
-      (``nn.max_pool``; same values, slower gradient on CPU).
+    pool_impl: ``"reshape"`` (default, ``max_pool2``), ``"flax"``
+      (``nn.max_pool``; same values, slower gradient on CPU) or ``"fused"``
+      (conv1 + ReLU + pool1 as ``conv_relu_pool``, which recomputes conv1 in
+      the backward instead of saving its output; conv2's pool as ``"reshape"``).
 
   Returns:
     A flax.linen Module; ``apply`` returns ``(logits, features)``.

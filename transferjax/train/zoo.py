@@ -47,7 +47,7 @@ from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask, tasks_from_json, tasks_to_json
 from transferjax.errors import (CheckpointError, ConfigError, DataError,
                                 TrainingError)
-from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, FEATURE_DIM,
+from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, FEATURE_DIM, POOL_IMPLS,
                                 activation_floats_per_example, arch_spec,
                                 check_image_size, make_cnn, masked_logits)
 from transferjax.train import step as step_lib
@@ -84,6 +84,12 @@ class ZooConfig:
       resuming, else ``"xla_vjp"`` on a CPU backend (fastest with
       ``model_loop="map"``) and ``"im2col"`` on accelerators (fastest under
       vmap): docs/notes/speed.md.
+    pool_impl: ``"auto"`` (default), ``"reshape"``, ``"flax"`` or ``"fused"``
+      (conv1 + ReLU + pool1 as one function that recomputes conv1 in the
+      backward instead of saving its output; ``make_cnn``: a GPU memory-traffic
+      lever, 0.84x on CPU, docs/notes/speed.md). ``"auto"`` adopts the
+      workdir's when resuming (``"reshape"`` for workdirs older than the flag),
+      else ``"reshape"``. Part of the zoo's identity (float-level differences).
     compute_dtype: ``"float32"`` or ``"bfloat16"`` (bf16 convolutions and dense
       layers, float32 master weights, Adam state and loss; part of the zoo's
       identity). Evaluation and ``zoo_features`` run in the same dtype as
@@ -111,6 +117,7 @@ class ZooConfig:
   batch_size: int = 64
   learning_rate: float = 1e-3
   conv_impl: str = "auto"
+  pool_impl: str = "auto"
   compute_dtype: str = "float32"
   chunk_size: int = 0
   memory_budget_mb: int = 2048
@@ -123,9 +130,10 @@ class ZooConfig:
 # Flags that define the trained zoo (plus chunk_size, resolved, and the pool).
 DEFINING_FLAGS = ("dataset", "image_size", "seed", "arch", "min_classes",
                   "max_classes", "max_per_class", "holdout_fraction", "epochs",
-                  "batch_size", "learning_rate", "conv_impl", "compute_dtype")
+                  "batch_size", "learning_rate", "conv_impl", "pool_impl",
+                  "compute_dtype")
 # Values a record written before a flag existed implicitly had.
-_RECORD_DEFAULTS = {"compute_dtype": "float32"}
+_RECORD_DEFAULTS = {"compute_dtype": "float32", "pool_impl": "reshape"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -290,6 +298,9 @@ def _validate(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask]) -> 
   if config.conv_impl not in ("auto",) + tuple(CONV_IMPLS):
     raise ConfigError(f"Unknown conv_impl {config.conv_impl!r}; choose one of "
                       f"{('auto',) + tuple(CONV_IMPLS)}.")
+  if config.pool_impl not in ("auto",) + tuple(POOL_IMPLS):
+    raise ConfigError(f"Unknown pool_impl {config.pool_impl!r}; choose one of "
+                      f"{('auto',) + tuple(POOL_IMPLS)}.")
   for name in ("epochs", "batch_size", "steps_per_call", "unroll"):
     if getattr(config, name) < 1:
       raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}.")
@@ -491,6 +502,12 @@ def default_conv_impl() -> str:
   return "xla_vjp" if jax.default_backend() == "cpu" else "im2col"
 
 
+def default_pool_impl() -> str:
+  """``"reshape"`` on every backend: ``"fused"`` (conv1 recomputed backward) is
+  0.84x on the CPU path (docs/notes/speed.md) and not yet measured on GPUs."""
+  return "reshape"
+
+
 def resolve_conv_impl(conv_impl: str) -> str:
   """``"auto"`` -> ``default_conv_impl()`` (no workdir to adopt from); other
   values unchanged."""
@@ -506,10 +523,11 @@ def resolve_model_loop(model_loop: str) -> str:
 def _programs(arch: str, head: int, conv_impl: str, image_size: int,
               learning_rate: float, batch_size: int, steps_per_call: int,
               unroll: int, eval_batch: int, mesh: Mesh,
-              compute_dtype: str = "float32", model_loop: str = "vmap"):
+              compute_dtype: str = "float32", model_loop: str = "vmap",
+              pool_impl: str = "reshape"):
   """Jitted (init, runner, evaluator), cached so repeated calls (resumes, tests,
   notebooks) reuse the compiled executables."""
-  model = make_cnn(arch, head, conv_impl, compute_dtype)
+  model = make_cnn(arch, head, conv_impl, compute_dtype, pool_impl)
   tx = step_lib.make_optimizer(learning_rate)
   init_fn = jax.jit(jax.vmap(step_lib.make_init(model, tx, image_size)),
                     out_shardings=NamedSharding(mesh, P("models")))
@@ -557,6 +575,10 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
         stored.get("conv_impl", "im2col") if stored is not None
         else default_conv_impl()))
   check_conv_backend(config.conv_impl)
+  if config.pool_impl == "auto":  # Likewise.
+    config = dataclasses.replace(config, pool_impl=(
+        {**_RECORD_DEFAULTS, **stored}["pool_impl"] if stored is not None
+        else default_pool_impl()))
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
     # chunk is padded to a multiple of the devices below).
@@ -588,7 +610,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
       config.arch, head, config.conv_impl, config.image_size,
       float(config.learning_rate), config.batch_size, config.steps_per_call,
       config.unroll, eval_batch, mesh, config.compute_dtype,
-      resolve_model_loop(config.model_loop))
+      resolve_model_loop(config.model_loop), config.pool_impl)
 
   sharded = NamedSharding(mesh, P("models"))
   replicated = NamedSharding(mesh, P())
