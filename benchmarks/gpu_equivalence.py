@@ -11,7 +11,8 @@
    held-out accuracies: the tolerance under TF32 / bf16 is measured here, not
    assumed. Fails only on NaN or a held-out accuracy difference above 0.25.
    The same for the Pallas conv (``pallas_*``: conv2 as Triton kernels without
-   im2col patches) on GPUs, or wherever ``--conv_impls=im2col,pallas`` asks
+   im2col patches) and for both Pallas levers (``pallas_fused_*``: also the conv1
+   stage) on GPUs, or wherever ``--conv_impls=im2col,pallas,pallas+fused`` asks
    (off GPU Pallas interprets the kernels: slow).
 
 Run on a machine with a GPU (``benchmarks/gpu_check.sh`` calls it);
@@ -102,11 +103,13 @@ def zoo_check(q=8, steps=96, conv_impls=("im2col",)):
   out = {"check": "zoo_equivalence", "device": str(jax.devices()[0]), "models": q,
          "steps": steps, "reference_accuracy": ref_acc.round(4).tolist()}
   ok = True
-  prefix = {"im2col": "fast", "pallas": "pallas"}
-  for conv_impl, (suffix, dtype) in itertools.product(
+  prefix = {"im2col": "fast", "pallas": "pallas", "pallas+fused": "pallas_fused"}
+  for impl, (suffix, dtype) in itertools.product(
       conv_impls, (("default_precision", "float32"), ("bfloat16", "bfloat16"))):
-    name = f"{prefix.get(conv_impl, conv_impl)}_{suffix}"
-    loss, acc = _train_zoo(conv_impl, "reshape", dtype, None, base, train, test, steps)
+    name = f"{prefix.get(impl, impl)}_{suffix}"
+    conv_impl, _, pool_impl = impl.partition("+")  # "pallas+fused": both levers
+    loss, acc = _train_zoo(conv_impl, pool_impl or "reshape", dtype, None, base,
+                           train, test, steps)
     rho = stats.spearmanr(acc, ref_acc).statistic if np.ptp(ref_acc) > 0 else None
     out[name] = {"max_abs_final_loss_diff": float(np.max(np.abs(loss - ref_loss))),
                  "max_abs_heldout_acc_diff": float(np.max(np.abs(acc - ref_acc))),
@@ -124,7 +127,8 @@ def main():
   allow_cpu = "--allow_cpu" in sys.argv[1:]
   asked = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--conv_impls=")]
   conv_impls = (tuple(asked[-1].split(",")) if asked else
-                ("im2col", "pallas") if jax.default_backend() == "gpu" else ("im2col",))
+                ("im2col", "pallas", "pallas+fused") if jax.default_backend() == "gpu"
+                else ("im2col",))
   try:
     gpu = jax.devices("gpu")[0]
   except RuntimeError:

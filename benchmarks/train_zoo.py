@@ -51,8 +51,10 @@ Accelerator variants (all vmap over models, the accelerator path):
   pallas64_vmap, pallas256_vmap  the same with 64 / 256 output rows per program
   bf16_pallas_vmap  pallas_vmap in bf16
   fused_vmap   ``pool`` with conv1 + ReLU + pool1 as one function whose backward
-               recomputes conv1 instead of saving its output (pool_impl="fused")
-  pallas_fused_vmap, bf16_pallas_fused_vmap  both GPU levers together
+               recomputes conv1 instead of saving its output (pool_impl="fused";
+               XLA: 9 FMAs)
+  pallas_fused_vmap, bf16_pallas_fused_vmap  Pallas for conv2 *and* the fused
+               conv1 stage (pallas_conv_pool.py: conv1's output stays on chip)
   xla_vjp_fused_map_sharded  the CPU default path with the fused conv1 stage
 
 ``program_mb`` is the compiled step's own memory (arguments + outputs + XLA

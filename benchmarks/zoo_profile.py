@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from transferjax.models import cnn
+from transferjax.models import cnn, pallas_conv_pool
 from transferjax.train import step as step_lib
 
 FLAGS = flags.FLAGS
@@ -100,10 +100,13 @@ def main(argv):
                       argnums=argnums)(xi, k)
     return part
 
+  # conv1 + ReLU + pool1 with conv1 recomputed backward (the Pallas kernels with
+  # --conv_impl=pallas): compare with conv1_fwd_bwd + relu_pool1_fwd_bwd.
+  fused1 = (pallas_conv_pool.conv_relu_pool if FLAGS.conv_impl == "pallas"
+            else cnn.conv_relu_pool)
+
   def fused1_part(xi, k, bias):
-    # conv1 + ReLU + pool1 with conv1 recomputed backward: compare with
-    # conv1_fwd_bwd + relu_pool1_fwd_bwd.
-    return jax.grad(lambda kk, bb: jnp.sum(cnn.conv_relu_pool(
+    return jax.grad(lambda kk, bb: jnp.sum(fused1(
         xi.astype(dtype), kk.astype(dtype), bb.astype(dtype)).astype(jnp.float32) ** 2),
                     argnums=(0, 1))(k, bias)
 

@@ -62,10 +62,11 @@ def test_pallas_variants_train_the_same_models_as_im2col():
   im2col variant's loss (same problem, same initial models)."""
   lines = _run("benchmarks.train_zoo", "--num_models=2", "--samples=64",
                "--epochs=1", "--rounds=1", "--steps_per_call=1",
-               "--variants=pool,pallas_vmap,pallas64_vmap")
+               "--variants=pool,pallas_vmap,pallas64_vmap,pallas_fused_vmap")
   rows = {r["variant"]: r for r in lines if "variant" in r}
   want = rows["pool"]["final_loss_mean"]
-  for name in ("pallas_vmap", "pallas64_vmap"):
+  assert rows["pallas_fused_vmap"]["pool_impl"] == "fused"
+  for name in ("pallas_vmap", "pallas64_vmap", "pallas_fused_vmap"):
     assert rows[name]["conv_impl"] == "pallas"
     assert abs(rows[name]["final_loss_mean"] - want) < 1e-4 * max(1.0, abs(want))
 

@@ -13,7 +13,7 @@ import testlib
 
 from transferjax.errors import ConfigError
 from transferjax.models import make_cnn
-from transferjax.models import pallas_conv
+from transferjax.models import cnn, pallas_conv, pallas_conv_pool
 from transferjax.train import ZooConfig, train_zoo
 from transferjax.train import step as step_lib
 from transferjax.train.zoo import check_conv_backend
@@ -50,6 +50,7 @@ def test_kernel_grad_splits_rows_into_divisor_tiles():
   assert pallas_conv._split_tiles(17) == 1   # prime: one tile per program
   assert pallas_conv.supports(32, 64) and not pallas_conv.supports(1, 32)
   assert not pallas_conv.supports(24, 32)    # Triton tiles are powers of two
+  assert pallas_conv_pool.supports(1, 32) and not pallas_conv_pool.supports(3, 32)
 
 
 def test_vmapped_models_equal_each_model_alone():
@@ -95,9 +96,9 @@ def test_pallas_model_equals_im2col_model_and_conv1_falls_back():
   assert jaxpr.count("pallas_call") == 1  # conv2 only; conv1 has 1 input channel
 
 
-def _runner(conv_impl, compute_dtype="float32", loop="vmap"):
+def _runner(conv_impl, compute_dtype="float32", loop="vmap", pool_impl="reshape"):
   tx = step_lib.make_optimizer(1e-3)
-  model = make_cnn("lenet20", 3, conv_impl, compute_dtype)
+  model = make_cnn("lenet20", 3, conv_impl, compute_dtype, pool_impl)
   return (step_lib.make_multi_step_runner(model, tx, 4, 2, model_loop=loop),
           step_lib.make_init(model, tx, 20))
 
@@ -131,15 +132,20 @@ def test_vmapped_pallas_zoo_step_equals_looped_xla_vjp_step():
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_zoo_step_lowers_to_triton_kernels_for_cuda(monkeypatch, dtype):
+# conv2: forward, input gradient, kernel gradient; with pool_impl="fused" also
+# the conv1 stage's forward, kernel+bias gradient and input gradient (dead for
+# conv1: lowered, then removed by XLA's dead-code elimination when compiled).
+@pytest.mark.parametrize("dtype,pool_impl,kernels", [
+    ("float32", "reshape", 3), ("bfloat16", "reshape", 3), ("float32", "fused", 6),
+    ("bfloat16", "fused", 6)])
+def test_zoo_step_lowers_to_triton_kernels_for_cuda(monkeypatch, dtype, pool_impl,
+                                                    kernels):
   monkeypatch.setattr(pallas_conv, "use_interpreter", lambda: False)
-  fast, init = _runner("pallas", dtype)
+  fast, init = _runner("pallas", dtype, pool_impl=pool_impl)
   states = jax.eval_shape(jax.vmap(init), jax.random.split(jax.random.key(1), 2))
   text = fast.trace(states, *_runner_args()).lower(
       lowering_platforms=("cuda",)).as_text()
-  # conv2's forward, input gradient and kernel gradient; nothing interpreted.
-  assert text.count("__gpu$xla.gpu.triton") == 3
+  assert text.count("__gpu$xla.gpu.triton") == kernels  # nothing interpreted
 
 
 def test_pallas_zoo_needs_a_gpu(tmp_path):
@@ -166,3 +172,55 @@ def test_other_tilings_give_the_same_convolution():
   with pytest.raises(ValueError, match="power of two"):
     with pallas_conv.tiling(tile_rows=100):
       pass
+
+
+
+def _separate_conv1_stage(x, kernel, bias):
+  return cnn.max_pool2(jax.nn.relu(cnn._conv_xla(x, kernel) + bias))  # pylint: disable=protected-access
+
+
+# lenet20's conv1 (20x20 -> 10x10, 400 rows: not a multiple of the 128-row tile),
+# spot9's (9x9: the odd row and column are dropped), and a non-square one.
+@pytest.mark.parametrize("shape,c_out", [((3, 20, 20), 32), ((2, 9, 9), 32),
+                                         ((1, 6, 10), 16)])
+def test_pallas_conv1_stage_equals_separate_layers_jitted(shape, c_out):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random(shape + (1,), np.float32))
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 1, c_out)) / 3, jnp.float32)
+  bias = jnp.asarray(rng.normal(size=(c_out,)) * 0.1, jnp.float32)
+  g = jnp.asarray(rng.normal(size=(shape[0], shape[1] // 2, shape[2] // 2, c_out)),
+                  jnp.float32)
+  # Jitted: the backward's winners must agree with the forward whatever XLA fuses.
+  vjp_of = lambda fn: jax.jit(lambda *a: (lambda y, f: (y, f(g)))(*jax.vjp(fn, *a)))
+  with jax.default_matmul_precision("highest"):
+    got = vjp_of(pallas_conv_pool.conv_relu_pool)(x, kernel, bias)
+    want = vjp_of(_separate_conv1_stage)(x, kernel, bias)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
+
+
+def test_pallas_conv1_stage_vmapped_equals_alone_and_model_equals_im2col():
+  rng = np.random.default_rng(1)
+  xs = jnp.asarray(rng.random((2, 4, 8, 8, 1), np.float32))
+  ks = jnp.asarray(rng.normal(size=(2, 3, 3, 1, 16)) / 3, jnp.float32)
+  bs = jnp.asarray(rng.normal(size=(2, 16)) * 0.1, jnp.float32)
+  grad = jax.grad(lambda x, k, b: jnp.sum(pallas_conv_pool.conv_relu_pool(x, k, b) ** 2),
+                  (1, 2))
+  with jax.default_matmul_precision("highest"):
+    stacked = jax.jit(jax.vmap(grad))(xs, ks, bs)
+    for i in range(2):
+      alone = jax.jit(grad)(xs[i], ks[i], bs[i])
+      for a, b in zip(stacked, alone):
+        np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b), rtol=1e-5, atol=1e-5)
+  model = make_cnn("lenet20", 5, "pallas", pool_impl="fused")
+  ref = make_cnn("lenet20", 5, "im2col")
+  x = jnp.asarray(rng.random((4, 20, 20, 1), np.float32))
+  params = ref.init(jax.random.key(0), x)
+  loss = lambda m: jax.jit(jax.grad(
+      lambda p: step_lib.cross_entropy(m.apply(p, x)[0], jnp.arange(4), 5)))
+  with jax.default_matmul_precision("highest"):
+    for a, b in zip(jax.tree.leaves(loss(model)(params)),
+                    jax.tree.leaves(loss(ref)(params)), strict=True):
+      np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+  jaxpr = str(jax.make_jaxpr(lambda p: model.apply(p, x))(params))
+  assert jaxpr.count("pallas_call") == 2  # the conv1 stage and conv2

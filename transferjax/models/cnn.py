@@ -34,8 +34,8 @@ Max-pooling is a reshape + max (``max_pool2``): the same values as
 ``nn.max_pool``, and on XLA:CPU its gradient is 3-5x cheaper than
 ``select_and_scatter``'s. ``pool_impl="fused"`` runs conv1 + ReLU + pool1 as
 one ``conv_relu_pool`` whose backward recomputes conv1 from the images instead
-of saving its output (a GPU memory-traffic lever; conv1 then ignores
-``conv_impl``). ``compute_dtype="bfloat16"`` runs convolutions and
+of saving its output (a GPU memory-traffic lever); with ``conv_impl="pallas"``
+that stage is the Pallas kernels of ``pallas_conv_pool``, otherwise 9 XLA FMAs. ``compute_dtype="bfloat16"`` runs convolutions and
 dense layers in bf16 with float32 parameters and float32 logits.
 
 Measurements: docs/notes/zoo.md, docs/notes/speed.md.
@@ -51,7 +51,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from transferjax.errors import ConfigError
-from transferjax.models import pallas_conv
+from transferjax.models import pallas_conv, pallas_conv_pool
 
 FEATURE_DIM = 200
 CONV_IMPLS = ("xla", "im2col", "patches", "xla_vjp", "pallas")
@@ -320,8 +320,11 @@ conv_relu_pool.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
 
 class ConvReluPool(nn.Module):
   """``Conv3x3`` + ReLU + 2x2 max-pool as one ``conv_relu_pool`` (recomputing
-  backward), with ``Conv3x3``'s parameters (same names and shapes)."""
+  backward), with ``Conv3x3``'s parameters (same names and shapes). With
+  ``conv_impl="pallas"`` and one input channel: the Pallas kernels of
+  ``pallas_conv_pool`` (conv1's output never leaves the chip)."""
   features: int
+  conv_impl: str = "im2col"
   compute_dtype: str = "float32"
 
   @nn.compact
@@ -330,7 +333,11 @@ class ConvReluPool(nn.Module):
                         (3, 3, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     dtype = jnp.dtype(self.compute_dtype)
-    return conv_relu_pool(x.astype(dtype), kernel.astype(dtype), bias.astype(dtype))
+    fn = conv_relu_pool
+    if self.conv_impl == "pallas" and pallas_conv_pool.supports(x.shape[-1],
+                                                               self.features):
+      fn = pallas_conv_pool.conv_relu_pool
+    return fn(x.astype(dtype), kernel.astype(dtype), bias.astype(dtype))
 
 
 class Conv3x3(nn.Module):
@@ -374,7 +381,7 @@ class SmallCNN(nn.Module):
     check_image_size(self.arch, x.shape[1])
     dtype = jnp.dtype(self.compute_dtype)
     if self.pool_impl == "fused":  # conv1 + ReLU + pool1 recomputed backward
-      x = ConvReluPool(32, self.compute_dtype, name="conv1")(x)
+      x = ConvReluPool(32, self.conv_impl, self.compute_dtype, name="conv1")(x)
     else:
       x = nn.relu(Conv3x3(32, self.conv_impl, self.compute_dtype, name="conv1")(x))
       x = _pool(x, self.pool_impl)
