@@ -45,9 +45,9 @@ def test_forward_and_gradients_match_float64_direct_sums(shape):
 
 
 def test_kernel_grad_splits_rows_into_divisor_tiles():
-  assert pallas_conv._split_tiles(72) == 12  # lenet20 conv2 at batch 64
-  assert pallas_conv._split_tiles(7) == 7
-  assert pallas_conv._split_tiles(17) == 1   # prime: one tile per program
+  assert pallas_conv.split_tiles(72) == 12  # lenet20 conv2 at batch 64
+  assert pallas_conv.split_tiles(7) == 7
+  assert pallas_conv.split_tiles(17) == 1   # prime: one tile per program
   assert pallas_conv.supports(32, 64) and not pallas_conv.supports(1, 32)
   assert not pallas_conv.supports(24, 32)    # Triton tiles are powers of two
   assert pallas_conv_pool.supports(1, 32) and not pallas_conv_pool.supports(3, 32)
@@ -176,7 +176,7 @@ def test_other_tilings_give_the_same_convolution():
 
 
 def _separate_conv1_stage(x, kernel, bias):
-  return cnn.max_pool2(jax.nn.relu(cnn._conv_xla(x, kernel) + bias))  # pylint: disable=protected-access
+  return cnn.max_pool2(jax.nn.relu(cnn._conv_xla(x, kernel) + bias))
 
 
 # lenet20's conv1 (20x20 -> 10x10, 400 rows: not a multiple of the 128-row tile),

@@ -76,7 +76,8 @@ def _compiler_params():
   return pltriton.CompilerParams(num_warps=4, num_stages=2)
 
 
-def _call(kernel, **kwargs):
+def call_kernel(kernel, **kwargs):
+  """``pl.pallas_call`` compiled with Triton on GPU, interpreted elsewhere."""
   interpret = use_interpreter()
   return pl.pallas_call(
       kernel, interpret=interpret,
@@ -87,7 +88,8 @@ def _tap_offsets(padded_width: int) -> tuple[int, ...]:
   return tuple(i * padded_width + j for i in range(3) for j in range(3))
 
 
-def _round_up(n: int, m: int) -> int:
+def round_up(n: int, m: int) -> int:
+  """The smallest multiple of ``m`` that is >= ``n``."""
   return -(-n // m) * m
 
 
@@ -116,7 +118,7 @@ def flat_conv3x3(x_flat: jax.Array, kmat: jax.Array, *, padded_width: int,
   c_out = kmat.shape[-1]
   kernel = functools.partial(_conv_tile_kernel, tile_rows=tile_rows,
                              offsets=_tap_offsets(padded_width))
-  return _call(
+  return call_kernel(
       kernel, grid=(rows_out // tile_rows,),
       in_specs=[pl.BlockSpec(x_flat.shape, lambda i: (0, 0)),
                 pl.BlockSpec(kmat.shape, lambda i: (0, 0, 0))],
@@ -164,7 +166,7 @@ def flat_conv3x3_kernel_grad(x_flat: jax.Array, g_flat: jax.Array, *,
   kernel = functools.partial(_kernel_grad_kernel, padded_width=padded_width,
                              g_offset=g_offset, tile_rows=tile_rows,
                              tiles_per_split=tiles_per_split)
-  partial_sums = _call(
+  partial_sums = call_kernel(
       kernel, grid=(TAPS, splits),
       in_specs=[pl.BlockSpec(x_flat.shape, lambda t, s: (0, 0)),
                 pl.BlockSpec(g_flat.shape, lambda t, s: (0, 0))],
@@ -177,7 +179,7 @@ def flat_conv3x3_kernel_grad(x_flat: jax.Array, g_flat: jax.Array, *,
 def _geometry(b: int, h: int, w: int, row_multiple: int):
   """(rows of the padded images, rows rounded up, halo rows) of the flat layout."""
   rows = b * (h + 2) * (w + 2)
-  return rows, _round_up(rows, row_multiple), 2 * (w + 2) + 2
+  return rows, round_up(rows, row_multiple), 2 * (w + 2) + 2
 
 
 def _to_flat(x: jax.Array, rows_total: int) -> jax.Array:
@@ -187,7 +189,7 @@ def _to_flat(x: jax.Array, rows_total: int) -> jax.Array:
   return jnp.pad(flat, ((0, rows_total - flat.shape[0]), (0, 0)))
 
 
-def _split_tiles(tiles: int, most: int = TILES_PER_SPLIT) -> int:
+def split_tiles(tiles: int, most: int = TILES_PER_SPLIT) -> int:
   """Tiles per kernel-gradient program: the largest divisor of ``tiles`` up to
   ``most`` (no padded tiles; more programs when ``tiles`` is prime)."""
   return max(d for d in range(1, min(tiles, most) + 1) if tiles % d == 0)
@@ -250,7 +252,7 @@ def _bwd(tiling_, res, g):
   tiles = rows_out // tile_rows
   dk = flat_conv3x3_kernel_grad(
       x_flat, g_flat, padded_width=w + 2, rows=rows_out, g_offset=lead,
-      tile_rows=tile_rows, tiles_per_split=_split_tiles(tiles, most_tiles_per_split))
+      tile_rows=tile_rows, tiles_per_split=split_tiles(tiles, most_tiles_per_split))
   return dx, dk.reshape(kernel.shape).astype(kernel.dtype)
 
 

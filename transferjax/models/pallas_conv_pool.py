@@ -128,7 +128,7 @@ def _specs(rows_shape, kp_shape, c_out, tile_rows):
 
 def _pooled(rows, kp, bias2d, tile_rows):
   c_out = kp.shape[-1]
-  return pallas_conv._call(  # pylint: disable=protected-access
+  return pallas_conv.call_kernel(
       _forward_kernel, grid=(rows.shape[0] // tile_rows,),
       in_specs=_specs(rows.shape, kp.shape, c_out, tile_rows),
       out_specs=pl.BlockSpec((tile_rows, c_out), lambda i: (i, 0)),
@@ -150,10 +150,10 @@ def _bwd(tiling_, res, g):
   rows, kp, bias2d = res
   c_out = kp.shape[-1]
   tiles = rows.shape[0] // tile_rows
-  per_split = pallas_conv._split_tiles(tiles, most)  # pylint: disable=protected-access
+  per_split = pallas_conv.split_tiles(tiles, most)
   splits = tiles // per_split
   whole = lambda s: (0, 0)
-  dk, db = pallas_conv._call(  # pylint: disable=protected-access
+  dk, db = pallas_conv.call_kernel(
       functools.partial(_grad_kernel, tile_rows=tile_rows, tiles_per_split=per_split),
       grid=(splits,),
       in_specs=[pl.BlockSpec(rows.shape, whole),
@@ -166,7 +166,7 @@ def _bwd(tiling_, res, g):
                  jax.ShapeDtypeStruct((splits, 1, c_out), jnp.float32)],
   )(rows, kp, bias2d, g)
   # Dropped by XLA when the input is the data (conv1).
-  drows = pallas_conv._call(  # pylint: disable=protected-access
+  drows = pallas_conv.call_kernel(
       _input_grad_kernel, grid=(tiles,),
       in_specs=_specs(rows.shape, kp.shape, c_out, tile_rows)
       + [pl.BlockSpec((tile_rows, c_out), lambda i: (i, 0))],
@@ -194,7 +194,7 @@ def conv_relu_pool(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Arra
   tile_rows = pallas_conv.TILE_ROWS
   rows = window_rows(x)
   n = rows.shape[0]
-  padded = jnp.pad(rows, ((0, pallas_conv._round_up(n, tile_rows) - n), (0, 0)))  # pylint: disable=protected-access
+  padded = jnp.pad(rows, ((0, pallas_conv.round_up(n, tile_rows) - n), (0, 0)))
   out = _pool_phases(padded, phase_kernels(kernel), bias.reshape(1, c_out),
                      (tile_rows, pallas_conv.TILES_PER_SPLIT))
   return out[:n].reshape(b, h // 2, w // 2, c_out)
