@@ -112,8 +112,8 @@ else
            --model_chunk=512 --seq_max_sources=32)
 fi
 # Seconds per step (the full run's budget; a dry run on a CPU takes longer).
-declare -A STEP_TIMEOUTS=([pallas]=240 [pallas_profile]=60 [zoo]=120 [zoo_conv]=90
-                          [zoo_curve]=70 [profile]=45 [equivalence]=90 [score]=40
+declare -A STEP_TIMEOUTS=([pallas]=240 [pallas_profile]=90 [zoo]=120 [zoo_conv]=90
+                          [zoo_curve]=70 [profile]=45 [equivalence]=120 [score]=40
                           [finetune]=70)
 ALL_STEPS=(pallas pallas_profile zoo zoo_conv zoo_curve profile equivalence score
            finetune)
@@ -196,6 +196,11 @@ for r in [r for n in ("pallas", "zoo", "zoo_conv", "zoo_curve")
         "program_mb": r.get("program_mb") and round(r["program_mb"]),
         "compile_s": round(r["compile_s"], 1)})
 head["zoo"] = rates
+failed = [{k: r[k] for k in ("variant", "num_models", "failed", "error")}
+          for n in ("pallas", "zoo", "zoo_conv", "zoo_curve")
+          for r in steps.get(n, empty)["lines"] if "failed" in r]
+if failed:
+  head["zoo_failed"] = failed
 for name in ("profile", "pallas_profile"):
   prof = [r for r in steps.get(name, empty)["lines"] if "summary" in r]
   if prof:

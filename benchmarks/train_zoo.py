@@ -288,6 +288,11 @@ def _variant_names() -> list[str]:
   return list(dict.fromkeys(names))
 
 
+def _failure(name: str, q: int, stage: str, error: Exception) -> dict:
+  return {"variant": name, "num_models": q, "failed": stage,
+          "error": f"{type(error).__name__}: {str(error)[:800]}"}
+
+
 def bench(q: int, total_steps: int) -> list[dict]:
   runs, skipped = {}, []
   for name in _variant_names():
@@ -304,16 +309,26 @@ def bench(q: int, total_steps: int) -> list[dict]:
                                        FLAGS.batch_size)
       continue
     cls = _Sequential if loop == "seq" else _Stacked
-    runs[name] = cls(name, q, total_steps)
+    try:
+      runs[name] = cls(name, q, total_steps)
+    except Exception as e:  # pylint: disable=broad-except
+      # One variant that cannot build (a kernel that does not compile on this
+      # GPU, out of memory) must not cost the others' numbers.
+      skipped.append(_failure(name, q, "build", e))
   # Whole calls per round, so the vmapped and looped variants do the same steps.
   per_round = FLAGS.steps_per_call * math.ceil(
       total_steps / FLAGS.rounds / FLAGS.steps_per_call)
   stats = {n: {"model_steps": 0, "wall": 0.0, "cpu": 0.0, "best": 0.0}
            for n in runs}
   for _ in range(FLAGS.rounds):
-    for name, r in runs.items():
+    for name, r in list(runs.items()):
       wall, cpu = time.time(), time.process_time()
-      done = r.work(per_round)
+      try:
+        done = r.work(per_round)
+      except Exception as e:  # pylint: disable=broad-except
+        skipped.append(_failure(name, q, "run", e))
+        del runs[name], stats[name]
+        continue
       wall, cpu = time.time() - wall, time.process_time() - cpu
       s = stats[name]
       s["model_steps"] += done
@@ -321,8 +336,10 @@ def bench(q: int, total_steps: int) -> list[dict]:
       s["cpu"] += cpu
       if done:
         s["best"] = max(s["best"], done / wall)
-  first = next(iter(runs))
   out = list(skipped)
+  if not runs:
+    return out
+  first = next(iter(runs))
   for name, r in runs.items():
     s = stats[name]
     conv_impl, pool_impl, loop, dtype = VARIANTS[name]

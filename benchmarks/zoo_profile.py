@@ -158,7 +158,13 @@ def main(argv):
                     "model_loop": loop, "batch_size": b}), flush=True)
   rows, step_ms = [], None
   for name, fn, args, flops in parts:
-    ms = _time(fn, args, FLAGS.repeats)
+    try:
+      ms = _time(fn, args, FLAGS.repeats)
+    except Exception as e:  # pylint: disable=broad-except  # e.g. a kernel that
+      # does not compile on this GPU: report it, keep timing the other parts.
+      print(json.dumps({"part": name, "error": f"{type(e).__name__}: {str(e)[:800]}"}),
+            flush=True)
+      continue
     if name == "train_step":
       step_ms = ms
     row = {"part": name, "ms_per_call": ms, "us_per_model_step": ms * 1e3 / q}
@@ -170,10 +176,11 @@ def main(argv):
   alone = [r for r in rows if r["part"] not in ("forward", "forward_backward",
                                                 "train_step",
                                                 "conv1_relu_pool1_fused_fwd_bwd")]
-  for r in alone:
-    r["share_of_step"] = r["ms_per_call"] / step_ms
+  if step_ms is None:
+    print(json.dumps({"summary": None, "error": "train_step did not run"}), flush=True)
+    return
   for r in rows:
-    r.setdefault("share_of_step", r["ms_per_call"] / step_ms)
+    r["share_of_step"] = r["ms_per_call"] / step_ms
   print(json.dumps({"summary": {r["part"]: round(r["share_of_step"], 3) for r in rows
                                 if r["part"] not in ("forward", "forward_backward",
                                                      "train_step")},
