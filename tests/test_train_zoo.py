@@ -271,3 +271,17 @@ def test_conv_impl_auto_is_backend_default_and_adopts_a_workdirs(runs, tmp_path)
   with pytest.raises(CheckpointError, match="pool_impl: workdir has 'reshape'"):
     train_zoo(dataclasses.replace(before, pool_impl="fused"), pool, tasks,
               str(tmp_path / "pre"), devices=one)
+
+
+def test_relative_workdir_trains_and_resumes(runs, tmp_path, monkeypatch):
+  """The CLI's usual --workdir=runs/zoo is relative; orbax refuses relative
+  checkpoint paths, which the absolute tmp dirs above never exercise."""
+  monkeypatch.chdir(tmp_path)
+  pool, tasks = runs["pool"], runs["tasks"][:2]
+  cfg = dataclasses.replace(CFG, num_tasks=2)
+  one = jax.devices()[:1]
+  first = train_zoo(cfg, pool, tasks, "runs/zoo", devices=one)
+  assert (tmp_path / "runs" / "zoo" / "chunks").is_dir()
+  _assert_equal(train_zoo(cfg, pool, tasks, "runs/zoo", devices=one).params,
+                first.params)
+  _assert_equal(load_zoo("runs/zoo").params, first.params)

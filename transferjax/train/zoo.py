@@ -371,7 +371,9 @@ def _check_record(workdir: str, stored: dict[str, Any], wanted: dict[str, Any]) 
 
 
 def _chunk_dir(workdir: str, k: int) -> str:
-  return os.path.join(workdir, "chunks", f"chunk_{k:05d}")
+  # Absolute: orbax refuses relative checkpoint paths ("runs/zoo" is the usual
+  # --workdir; the tests' tmp dirs are absolute, so only the CLI met this).
+  return os.path.abspath(os.path.join(workdir, "chunks", f"chunk_{k:05d}"))
 
 
 def _checkpointer():
