@@ -24,7 +24,10 @@
 # 6. fine-tuning: benchmarks.finetune_speed, 500 sources x 1 seed vmapped vs a
 #    stack of one model at a time (the first 32 sources, extrapolated).
 #
-# Budget: about 8 minutes of GPU time in all; each step has its own timeout
+# Budget: the steps 1-6 took 270 s on an H200; the pallas steps are estimated at
+# 3-4 minutes more (worst case by the timeouts: ~15 minutes), so under a 10-minute
+# limit per command run them apart: STEPS=pallas,pallas_profile,equivalence first,
+# then the rest. Each step has its own timeout
 # (seconds in STEP_TIMEOUTS below, scaled by TIMEOUT_SCALE) and a step that fails
 # or times out is reported as such in the summary instead of stopping the
 # others. JSON lines of each step go to $OUT_DIR (default: a temp dir); the last
