@@ -318,33 +318,18 @@ def _conv_relu_pool_bwd(res, g):
 conv_relu_pool.defvjp(_conv_relu_pool_fwd, _conv_relu_pool_bwd)
 
 
-class ConvReluPool(nn.Module):
-  """``Conv3x3`` + ReLU + 2x2 max-pool as one ``conv_relu_pool`` (recomputing
-  backward), with ``Conv3x3``'s parameters (same names and shapes). With
-  ``conv_impl="pallas"`` and one input channel: the Pallas kernels of
-  ``pallas_conv_pool`` (conv1's output never leaves the chip)."""
-  features: int
-  conv_impl: str = "im2col"
-  compute_dtype: str = "float32"
-
-  @nn.compact
-  def __call__(self, x):
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (3, 3, x.shape[-1], self.features))
-    bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    dtype = jnp.dtype(self.compute_dtype)
-    fn = conv_relu_pool
-    if self.conv_impl == "pallas" and pallas_conv_pool.supports(x.shape[-1],
-                                                               self.features):
-      fn = pallas_conv_pool.conv_relu_pool
-    return fn(x.astype(dtype), kernel.astype(dtype), bias.astype(dtype))
-
-
 class Conv3x3(nn.Module):
-  """3x3 SAME convolution with ``nn.Conv``'s parameters and either implementation."""
+  """3x3 SAME convolution with ``nn.Conv``'s parameters and either implementation.
+
+  ``relu_pool=True`` also applies ReLU and the 2x2 max-pool, as one
+  ``conv_relu_pool`` that recomputes the convolution in the backward (the
+  Pallas kernels of ``pallas_conv_pool`` with ``conv_impl="pallas"`` and one
+  input channel); the parameters are the same either way.
+  """
   features: int
   conv_impl: str = "im2col"
   compute_dtype: str = "float32"
+  relu_pool: bool = False
 
   @nn.compact
   def __call__(self, x):
@@ -353,8 +338,13 @@ class Conv3x3(nn.Module):
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     # Float32 master weights; the convolution runs in compute_dtype.
     dtype = jnp.dtype(self.compute_dtype)
-    out = _CONV_FNS[self.conv_impl](x.astype(dtype), kernel.astype(dtype))
-    return out + bias.astype(dtype)
+    x, kernel, bias = x.astype(dtype), kernel.astype(dtype), bias.astype(dtype)
+    if self.relu_pool:
+      if self.conv_impl == "pallas" and pallas_conv_pool.supports(x.shape[-1],
+                                                                 self.features):
+        return pallas_conv_pool.conv_relu_pool(x, kernel, bias)
+      return conv_relu_pool(x, kernel, bias)
+    return _CONV_FNS[self.conv_impl](x, kernel) + bias
 
 
 class SmallCNN(nn.Module):
@@ -381,7 +371,8 @@ class SmallCNN(nn.Module):
     check_image_size(self.arch, x.shape[1])
     dtype = jnp.dtype(self.compute_dtype)
     if self.pool_impl == "fused":  # conv1 + ReLU + pool1 recomputed backward
-      x = ConvReluPool(32, self.conv_impl, self.compute_dtype, name="conv1")(x)
+      x = Conv3x3(32, self.conv_impl, self.compute_dtype, relu_pool=True,
+                  name="conv1")(x)
     else:
       x = nn.relu(Conv3x3(32, self.conv_impl, self.compute_dtype, name="conv1")(x))
       x = _pool(x, self.pool_impl)

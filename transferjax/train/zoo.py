@@ -133,7 +133,8 @@ DEFINING_FLAGS = ("dataset", "image_size", "seed", "arch", "min_classes",
                   "batch_size", "learning_rate", "conv_impl", "pool_impl",
                   "compute_dtype")
 # Values a record written before a flag existed implicitly had.
-_RECORD_DEFAULTS = {"compute_dtype": "float32", "pool_impl": "reshape"}
+_RECORD_DEFAULTS = {"compute_dtype": "float32", "pool_impl": "reshape",
+                    "conv_impl": "im2col"}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -504,12 +505,6 @@ def default_conv_impl() -> str:
   return "xla_vjp" if jax.default_backend() == "cpu" else "im2col"
 
 
-def default_pool_impl() -> str:
-  """``"reshape"`` on every backend: ``"fused"`` (conv1 recomputed backward) is
-  0.84x on the CPU path (docs/notes/speed.md) and not yet measured on GPUs."""
-  return "reshape"
-
-
 def resolve_conv_impl(conv_impl: str) -> str:
   """``"auto"`` -> ``default_conv_impl()`` (no workdir to adopt from); other
   values unchanged."""
@@ -572,15 +567,17 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   tasks_path = os.path.join(workdir, "tasks.json")
 
   stored = io.read_json(record_path) if os.path.exists(record_path) else None
-  if config.conv_impl == "auto":  # A resume keeps the workdir's implementation.
-    config = dataclasses.replace(config, conv_impl=(
-        stored.get("conv_impl", "im2col") if stored is not None
-        else default_conv_impl()))
+  # "auto" implementations: a resume keeps the workdir's (records older than a
+  # flag hold its only value then, _RECORD_DEFAULTS); a new zoo takes the
+  # backend's default. pool_impl "fused" is 0.84x on CPU and unmeasured on
+  # GPUs (docs/notes/speed.md), so "reshape" is every backend's default.
+  recorded = None if stored is None else {**_RECORD_DEFAULTS, **stored}
+  for name, default in (("conv_impl", default_conv_impl),
+                        ("pool_impl", lambda: "reshape")):
+    if getattr(config, name) == "auto":
+      config = dataclasses.replace(
+          config, **{name: recorded[name] if recorded else default()})
   check_conv_backend(config.conv_impl)
-  if config.pool_impl == "auto":  # Likewise.
-    config = dataclasses.replace(config, pool_impl=(
-        {**_RECORD_DEFAULTS, **stored}["pool_impl"] if stored is not None
-        else default_pool_impl()))
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
     # chunk is padded to a multiple of the devices below).
