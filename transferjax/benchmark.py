@@ -12,7 +12,7 @@ The leaderboard then aggregates, per method:
   (varying) changes, with zoo and sub-pool fixed?
 * the leave-one-target-out prior (a source's mean ground truth on the *other*
   targets of the same zoo), the baseline that beats published metrics on the
-  standard benchmarks (research/transferability-metrics.md), as a method.
+  standard model-selection benchmarks, as a method.
 """
 from __future__ import annotations
 

@@ -8,7 +8,7 @@
   CalTech-256 "limited data" setting), target MNIST 4-vs-9.
 
 Defaults are sized for minutes on 2 CPU cores and for an informative ground
-truth (research/feasibility.md: at the paper's 5% of the offline MNIST pair every
+truth (at the paper's 5% of the offline MNIST pair every
 source reaches ~0.99 AUC and the ranking cannot be judged, so ``mnist`` and
 ``limited`` default to |D_a| = 24 labeled images; ``--num_labeled=0
 --fraction=0.05`` gives the paper's setting). ``num_sources`` and the zoo flags

@@ -7,7 +7,7 @@ the Miller-Madow correction H_MM = H_ML + (m - 1) / (2n) (m: occupied cells).
 F is reduced first (PCA then per-component equal-frequency bins, k-means
 vector quantization, or per-column bins); T gets per-column equal-frequency
 bins when dT <= 2 and k-means codes otherwise. Keep n / (C * B_F * B_T) >= 5-10:
-the plug-in is biased upward when cells are undersampled (estimators.md 1.7).
+the plug-in is biased upward when cells are undersampled (Miller 1955; Paninski 2003).
 """
 from __future__ import annotations
 
@@ -403,7 +403,7 @@ def reduce_dim(f, p: int, *, method: str = "pca", standardize: bool = True):
   """Projects every source onto its top-p principal components.
 
   High-dimensional k-NN estimates are biased low by an amount that grows with
-  dF (estimators.md section 3), so sources are compared on one common p.
+  dF (docs/notes/estimators.md), so sources are compared on one common p.
 
   Args:
     f: features `[n, d]` or `[q, n, d]`.

@@ -1,8 +1,8 @@
 """k-NN estimators of I(Y; F | T) for discrete Y: brute force, pure JAX.
 
-The default is the class-aware Frenzel-Pompe estimator (research/estimators.md
-section 1.6): FP in the joint space (Y, F, T) with points of other classes
-infinitely far apart. For each sample i (counts exclude i itself):
+The default is the class-aware Frenzel-Pompe estimator (Frenzel & Pompe 2007,
+adapted to a discrete Y): FP in the joint space (Y, F, T) with points of other
+classes infinitely far apart. For each sample i (counts exclude i itself):
 
   eps_i   = k_i-th smallest max(d_F(i,j), d_T(i,j)) over j with y_j = y_i
   n_ft(i) = #{j: max(d_F, d_T) < eps_i}                (all classes)
@@ -220,7 +220,7 @@ def mi_knn(y, x, **kw):
 def cmi_knn_chain(y, f, t, *, key=None, **kw):
   """Chain-rule estimate mi_knn(y, [f, t]) - mi_knn(y, t) in nats.
 
-  Similar mean to `cmi_knn` but higher variance (estimators.md section 1.6);
+  Similar mean to `cmi_knn` but higher variance (docs/notes/estimators.md);
   kept as a cross-check. Jitter keys for the two terms are split from `key`.
   """
   f2 = _checks.as_features(f, None, "f")

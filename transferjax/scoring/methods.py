@@ -30,7 +30,7 @@ class RankConfig:
     method: a key of ``METHODS`` (``rank.METHODS_WITH_RBM`` adds ``"rbm"``).
     k: neighbours of the k-NN estimators.
     metric: ``"euclidean"`` (within F; the default: less high-dimensional bias,
-      research/estimators.md section 3, and the best ranker on our offline data,
+      docs/notes/estimators.md, and the best ranker on our offline data,
       BUILD_NOTES.md) or ``"max"`` (the canonical Frenzel-Pompe norm).
     jitter: std of the seeded noise added after standardizing (breaks ties).
     feature_dim: PCA every source's features to this common dimension first
