@@ -40,7 +40,7 @@ def _resolves_by_source(parts: list[str]) -> bool:
       return True
     if source.exists():
       text = source.read_text(encoding="utf-8")
-      return all(re.search(r"^\s*(def|class)\s+%s\b|^%s\s*[:=]" % (a, a), text, re.M)
+      return all(re.search(r"^\s*(def|class)\s+%s\b|^%s\s*[:=]|^from .* import .*\b%s\b" % (a, a, a), text, re.M)
                  for a in parts[cut:])
   return False
 
