@@ -130,6 +130,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     ``{"auc": [q, seeds, splits], "no_transfer": [seeds, splits], "epochs": ...,
     "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
   """
+  tio.check_output_dir(cfg.workdir)
   sig = _signature(cfg, target)
   def fine_tune(s):
     t0 = time.time()
@@ -372,6 +373,7 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
 def run_study(cfg: StudyConfig, *, fractions: tuple[float, ...] = (),
               title: str | None = None) -> dict:
   """Ground truth, rankings and evaluation for an existing zoo."""
+  tio.check_output_dir(cfg.workdir)
   zoo = open_zoo(cfg.zoo_dir)
   target = load_target_for_zoo(cfg.target, zoo, None)
   t0 = time.time()

@@ -72,13 +72,13 @@ def open_zoo(path: str):
 def run(config: RankRunConfig) -> dict:
   """Trains N_t, scores every source, writes ranking.json/csv; returns the result."""
   t0 = time.time()
+  workdir = tio.check_output_dir(config.workdir or os.path.join(
+      config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_")))
   zoo = open_zoo(config.zoo)
   target = load_target_for_zoo(config.target, zoo, config.image_size)
   split = paper_split(target, fraction=config.fraction,
                       num_labeled=config.num_labeled, seed=config.split_seed)
   logging.info("target %s: %s", config.target, split_sizes_report(split))
-  workdir = config.workdir or os.path.join(
-      config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_"))
   scores, inp, scoring = score_zoo(zoo, split, config.job)
   method = config.job.rank.method
   g_max = gamma_max(inp, config.job.rank) if method.startswith("cmi") else None

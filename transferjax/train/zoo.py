@@ -690,6 +690,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     TrainingError: a non-finite loss (names the task ids).
   """
   tasks = list(tasks)
+  io.check_output_dir(workdir)
   head = _validate(config, pool, tasks)
   mesh = model_mesh(devices)
   num_devices = mesh.devices.size
@@ -991,6 +992,7 @@ def zoo_logits(zoo_or_params, arch: str | None = None,
 def run(config: ZooConfig, workdir: str,
         progress_hook: Callable[[dict[str, Any]], None] | None = None) -> Zoo:
   """Load the pool, make the source tasks and train (or resume) the zoo."""
+  io.check_output_dir(workdir)
   if config.distributed:
     jax.distributed.initialize()
   # Imported here so the trainer does not need the loaders (and their data).
