@@ -414,3 +414,41 @@ def test_ranking_warnings_say_why_scores_mean_nothing():
   # Scores are never changed: the warnings only describe them.
   warn, _ = ranking_warnings(y, t, np.array([0.3, 0.1]), "logme", None, images)
   assert warn == []
+
+
+def test_rank_job_on_a_constant_target_says_scores_mean_nothing(zoo, tmp_path,
+                                                               capsys, monkeypatch):
+  from transferjax.scoring import job as job_lib
+  from transferjax.scoring import rank as rank_lib
+  from transferjax.scoring.target import ScoringSet
+
+  def constant_target_net(split, **kw):  # What N_t gives on constant images.
+    labeled = split.labeled
+    n = labeled.num_examples
+    return ScoringSet(labeled.images, labeled.labels, np.zeros((n, 1), np.float32),
+                      labeled.images, labeled.labels, np.arange(n) % 3, "crossfit")
+
+  monkeypatch.setattr(rank_lib, "build_scoring_set", constant_target_net)
+  path = str(tmp_path / "flat.npz")
+  np.savez(path, images=np.full((40, 20, 20), 0.5, np.float32),
+           labels=np.arange(40) % 2)
+  out = job_lib.run(job_lib.RankRunConfig(
+      zoo=str(zoo["dir"]), target=f"npz:{path}", workdir=str(tmp_path / "rank"),
+      num_labeled=24))
+  saved = io.read_json(str(tmp_path / "rank" / "ranking.json"))
+  assert saved["informative"] is False
+  assert any("identical" in w for w in saved["warnings"])
+  assert any("unconditioned" in n for n in saved["notes"])
+  assert len(saved["ranking"]) == 4  # Still written.
+  assert "WARNING: these scores carry no information" in capsys.readouterr().out
+  assert out["meta"]["warnings"] == saved["warnings"]
+
+
+def test_study_report_lists_stored_warnings_first(tmp_path):
+  from transferjax import study as study_lib
+  cfg = study_lib.StudyConfig(workdir=str(tmp_path), zoo_dir="z", num_splits=2)
+  io.write_json(str(tmp_path / "scores" / "split_1.json"),
+                {"scores": {}, "warnings": {"cmi_knn": ["H(Y|T) = 0.0010 nats"]}})
+  assert study_lib._report_warnings(cfg) == [
+      "WARNING (cmi_knn, split 1): its scores carry no information. "
+      "H(Y|T) = 0.0010 nats"]

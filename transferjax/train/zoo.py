@@ -466,8 +466,10 @@ def params_digest(params: Any) -> dict[str, str]:
   Written with each chunk's metadata and checked on every load, so a damaged
   array file is refused instead of loading as other, finite weights.
   """
+  # Hashed through a byte view: no copy of the (up to GBs of) parameters.
   return {_leaf_name(path): hashlib.sha256(
-              np.ascontiguousarray(np.asarray(leaf)).tobytes()).hexdigest()
+              np.ascontiguousarray(np.asarray(leaf)).reshape(-1).view(np.uint8)
+          ).hexdigest()
           for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
 
 
