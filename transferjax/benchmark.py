@@ -57,6 +57,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
   from transferjax.metrics import loo_prior
   if not cfg.zoos or not cfg.targets:
     raise ConfigError("The benchmark needs at least one zoo and one target.")
+  tio.check_output_dir(cfg.workdir)
   t0 = time.time()
   settings = []   # (zoo, target, truth [q], scores {m: [q]})
   for zoo_name, zoo_dir in cfg.zoos.items():

@@ -40,13 +40,30 @@ def use_cpu_cores() -> int | None:
   return count
 
 
+# Flags that name an output folder; checked before an entry point does any work.
+OUTPUT_FLAGS = ("workdir",)
+
+
+def check_output_flags() -> None:
+  """``io.check_output_dir`` on every output-folder flag that is set (a
+  default derived later, e.g. rank's ``<zoo>/rank/<target>``, is checked by the
+  library ``run`` that derives it)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from transferjax import io  # pylint: disable=g-import-not-at-top
+  for name in OUTPUT_FLAGS:
+    if name in flags.FLAGS and flags.FLAGS[name].value:
+      io.check_output_dir(flags.FLAGS[name].value, f"--{name}")
+
+
 def guard(main):
-  """Wraps an absl ``main``: TransferJaxError/TrainingError -> message, exit 2."""
+  """Wraps an absl ``main``: checks the output folders first (``check_output_flags``);
+  TransferJaxError/TrainingError -> message, exit 2."""
 
   @functools.wraps(main)
   def wrapped(argv):
     use_cpu_cores()
     try:
+      check_output_flags()
       return main(argv)
     except (TransferJaxError, TrainingError) as e:
       print(f"error ({type(e).__name__}): {e}", file=sys.stderr)

@@ -31,7 +31,8 @@ from transferjax.data import paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
 from transferjax.scoring.methods import DEFAULT_EVAL_METHODS, METHODS, RankConfig
-from transferjax.scoring.rank import RankJob, score_zoo
+from transferjax.scoring.informative import ranking_warnings
+from transferjax.scoring.rank import RankJob, gamma_max, score_zoo
 from transferjax.transfer.finetune import finetune_sources
 from transferjax.transfer.fit import FitConfig
 
@@ -130,6 +131,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     ``{"auc": [q, seeds, splits], "no_transfer": [seeds, splits], "epochs": ...,
     "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
   """
+  tio.check_output_dir(cfg.workdir)
   sig = _signature(cfg, target)
   def fine_tune(s):
     t0 = time.time()
@@ -203,6 +205,33 @@ def _rbm_params(cfg: StudyConfig, zoo) -> Any:
   return params
 
 
+def _score_warnings(job: RankJob, inp, scoring, scores: dict) -> dict:
+  """``{method: [sentence, ...]}`` for methods whose scores carry no
+  information on this split (``transferjax.scoring.informative``)."""
+  g_max = (gamma_max(inp, job.rank)
+           if any(m.startswith("cmi") for m in scores) else None)
+  out = {}
+  for m, v in scores.items():
+    warn, _ = ranking_warnings(inp.labels, inp.t, v, m,
+                               g_max if m.startswith("cmi") else None,
+                               scoring.images)
+    if warn:
+      out[m] = warn
+  return out
+
+
+def _report_warnings(cfg: StudyConfig) -> list[str]:
+  """Report lines for the per-split warnings stored with the scores."""
+  lines = []
+  for s in range(cfg.num_splits):
+    path = os.path.join(cfg.workdir, "scores", f"split_{s}.json")
+    if os.path.exists(path):
+      for m, warn in (tio.read_json(path).get("warnings") or {}).items():
+        lines += [f"WARNING ({m}, split {s}): its scores carry no information. {w}"
+                  for w in warn]
+  return lines
+
+
 def rankings(cfg: StudyConfig, zoo, target) -> dict:
   """Scores of every method on every split (resumable per split).
 
@@ -218,7 +247,8 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
     job = dataclasses.replace(cfg.job, rank=dataclasses.replace(
         cfg.job.rank, seed=cfg.job.rank.seed + s))
     methods = tuple(m for m in cfg.methods if m != "rbm")
-    scores, _, scoring = score_zoo(zoo, split, job, methods=methods)
+    scores, inp, scoring = score_zoo(zoo, split, job, methods=methods)
+    warnings = _score_warnings(job, inp, scoring, scores)
     if rbm is not None:
       from transferjax.baselines import rbm as rbm_lib
       scores["rbm"] = np.asarray(rbm_lib.rbm_scores(
@@ -227,6 +257,7 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
           f"in {time.time() - t0:.0f}s", flush=True)
     return {"split": s, "scoring_set_size": len(scoring.labels),
             "scores": {m: np.asarray(v, np.float64) for m, v in scores.items()},
+            "warnings": warnings,
             "seconds": round(time.time() - t0, 1)}
 
   per_split = [_cached(os.path.join(cfg.workdir, "scores", f"split_{s}.json"), sig,
@@ -348,7 +379,8 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
         os.path.join(fig_dir, "fig8_auc_vs_fraction.png"), best_sd=col("best_sd"),
         worst_sd=col("worst_sd"), none_sd=col("none_sd")))
     ev["fraction_curve"] = r
-  notes = [
+  # Warnings first: a reader must see them before any table is believed.
+  notes = _report_warnings(cfg) + [
       f"Target {cfg.target}; D_a = {cfg.num_labeled or cfg.fraction} "
       f"(sizes of split 0: {gt['sizes']}); {cfg.num_splits} splits x "
       f"{cfg.num_seeds} fine-tuning seeds; ranking protocol {cfg.job.protocol}.",
@@ -372,6 +404,7 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
 def run_study(cfg: StudyConfig, *, fractions: tuple[float, ...] = (),
               title: str | None = None) -> dict:
   """Ground truth, rankings and evaluation for an existing zoo."""
+  tio.check_output_dir(cfg.workdir)
   zoo = open_zoo(cfg.zoo_dir)
   target = load_target_for_zoo(cfg.target, zoo, None)
   t0 = time.time()

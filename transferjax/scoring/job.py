@@ -12,6 +12,7 @@ import numpy as np
 from transferjax import io as tio
 from transferjax.data import load_target, paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
+from transferjax.scoring.informative import ranking_warnings
 from transferjax.scoring.methods import RankConfig
 from transferjax.scoring.rank import (RankJob, format_table, gamma_max, score_zoo,
                                       write_ranking)
@@ -72,13 +73,13 @@ def open_zoo(path: str):
 def run(config: RankRunConfig) -> dict:
   """Trains N_t, scores every source, writes ranking.json/csv; returns the result."""
   t0 = time.time()
+  workdir = tio.check_output_dir(config.workdir or os.path.join(
+      config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_")))
   zoo = open_zoo(config.zoo)
   target = load_target_for_zoo(config.target, zoo, config.image_size)
   split = paper_split(target, fraction=config.fraction,
                       num_labeled=config.num_labeled, seed=config.split_seed)
   logging.info("target %s: %s", config.target, split_sizes_report(split))
-  workdir = config.workdir or os.path.join(
-      config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_"))
   scores, inp, scoring = score_zoo(zoo, split, config.job)
   method = config.job.rank.method
   g_max = gamma_max(inp, config.job.rank) if method.startswith("cmi") else None
@@ -89,11 +90,18 @@ def run(config: RankRunConfig) -> dict:
       "rank_config": dataclasses.asdict(config.job.rank),
       "seconds": round(time.time() - t0, 2),
   }
+  warnings, notes = ranking_warnings(inp.labels, inp.t, scores[method], method,
+                                     g_max, scoring.images)
+  meta.update(informative=not warnings, warnings=warnings, notes=notes)
   rows = write_ranking(workdir, zoo, scores[method], g_max, meta)
   print(f"\nRanking of {len(rows)} sources for {config.target} by {method} "
         f"({config.job.protocol} protocol, n={len(scoring.labels)} scoring images"
         + (f", gamma_max = H(Y|T) = {g_max:.4f}" if g_max is not None else "") + "):")
   print(format_table(rows))
+  for line in warnings:
+    print(f"WARNING: these scores carry no information. {line}")
+  for line in notes:
+    print(f"Note: {line}")
   print(f"\nwrote {os.path.join(workdir, 'ranking.json')} and ranking.csv "
         f"({time.time() - t0:.1f}s)")
   return {"rows": rows, "meta": meta, "workdir": workdir}

@@ -216,19 +216,25 @@ DEFAULT_EVAL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc",
                         "source_n_classes", "linear_probe", "logme", "leep")
 
 
+def check_knn_classes(labels: np.ndarray, cfg: RankConfig) -> None:
+  """EstimatorError if a k-NN method's ``k`` exceeds a class of the scoring
+  labels ``[n]``. Cheap: ``score_zoo`` runs it before training target nets."""
+  if cfg.method.startswith(("cmi_knn", "mi_knn")):
+    counts = np.bincount(np.asarray(labels, np.int64))
+    small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
+    if small:
+      raise EstimatorError(
+          f"--k={cfg.k}: class(es) {small} have fewer than k+1={cfg.k + 1} "
+          f"scoring points (counts {counts.tolist()}); the k-NN estimate would be "
+          "meaningless. Use a smaller --k (3 is usual), more labeled target data "
+          "(--num_labeled), or the cross-fitting protocol.")
+
+
 def score_method(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
   """Scores ``[q]`` (higher = better) of ``cfg.method``."""
   if cfg.method not in METHODS:
     raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
                       f"{sorted(METHODS) + ['rbm']}.")
-  if cfg.method.startswith(("cmi_knn", "mi_knn")):
-    counts = np.bincount(inp.labels)
-    small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
-    if small:
-      raise EstimatorError(
-          f"Class(es) {small} have fewer than k+1={cfg.k + 1} scoring points "
-          f"(counts {counts.tolist()}); the k-NN estimate would be meaningless. "
-          "Use more labeled target data (--num_labeled), the cross-fitting "
-          "protocol, or a smaller --k.")
+  check_knn_classes(inp.labels, cfg)
   key = jax.random.key(cfg.seed)
   return np.asarray(METHODS[cfg.method](inp, cfg, key), np.float64)

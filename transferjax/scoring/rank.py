@@ -18,7 +18,8 @@ from transferjax import estimators as est
 from transferjax import io as tio
 from transferjax.data.tasks import TargetSplit
 from transferjax.errors import ConfigError, EstimatorError
-from transferjax.scoring.methods import RankConfig, RankInputs, score_method
+from transferjax.scoring.methods import (RankConfig, RankInputs, check_knn_classes,
+                                         score_method)
 from transferjax.scoring.target import ScoringSet, build_scoring_set
 from transferjax.train import zoo as zoo_lib
 from transferjax.transfer.fit import FitConfig
@@ -33,6 +34,16 @@ def check_sizes(zoo, split: TargetSplit) -> None:
         f"Load the target at the zoo's size (--image_size={zoo.image_size}) or train "
         f"a zoo at the target's size (train_sources --image_size="
         f"{split.train.image_size}).")
+
+
+def check_before_scoring(split: TargetSplit, job: "RankJob",
+                         methods: tuple[str, ...] | None = None) -> None:
+  """Checks that need no target net (e.g. ``--k`` against the scoring set's
+  class sizes), so a bad flag fails before minutes of training."""
+  labels = (split.val.labels if job.protocol == "paper"
+            else np.concatenate([split.train.labels, split.val.labels]))
+  for method in methods or (job.rank.method,):
+    check_knn_classes(labels, dataclasses.replace(job.rank, method=method))
 
 
 def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
@@ -127,6 +138,7 @@ def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
     (``{method: scores [q]}``, the ``RankInputs``, the ``ScoringSet``).
   """
   check_sizes(zoo, split)
+  check_before_scoring(split, job, methods)
   key = jax.random.key(job.rank.seed) if key is None else key
   fit_cfg = dataclasses.replace(job.fit, arch=zoo.arch,
                                 max_classes=max(2, split.train.num_classes))
