@@ -47,7 +47,6 @@ ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   zoos = {}
   for spec in FLAGS.zoos:
     if "=" in spec:
@@ -80,4 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main, verbosity="warning"))

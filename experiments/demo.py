@@ -36,7 +36,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   smoke = FLAGS.smoke
   zoo_cfg = zoo_lib.ZooConfig(num_tasks=4 if smoke else FLAGS.num_tasks,
                               epochs=1 if smoke else FLAGS.zoo_epochs,
@@ -65,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main, verbosity="warning"))

@@ -26,7 +26,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   cfg = study_flags.study_config(FLAGS.workdir, FLAGS.zoo)
   ev = run_study(cfg, fractions=tuple(float(f) for f in FLAGS.fractions))
   print(summary_table(ev))

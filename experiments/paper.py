@@ -33,7 +33,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   exp = FLAGS.experiment
   workdir = FLAGS.workdir or f"runs/paper_{exp}"
   p = paper.preset(exp, FLAGS.num_sources, FLAGS.zoo_epochs)

@@ -24,7 +24,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   cfg = study_flags.study_config(FLAGS.workdir, FLAGS.zoo)
   zoo = open_zoo(cfg.zoo_dir)
   gt = ground_truth(cfg, zoo, load_target_for_zoo(cfg.target, zoo, None))

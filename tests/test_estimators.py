@@ -153,8 +153,13 @@ def test_reduce_dim_matches_sklearn_pca():
 def test_cmi_knn_matches_float64_bruteforce(metric):
   y, f, t = _mixed_data(0)
   want = _fp_numpy(y, f.astype(np.float64), t.astype(np.float64), 3, metric)
-  got = E.cmi_knn(y, f, t, k=3, metric=metric)
+  got = E.cmi_knn(y, f, t, k=3, metric=metric, f_scale="none")
   assert abs(float(got) - want) < 1e-4
+  # The default (f_scale="rms") is the same estimator on rescaled blocks.
+  fs, ts, _ = E.scale_blocks(f, t)
+  want_rms = E.cmi_knn(y, fs, ts, k=3, metric=metric, f_scale="none",
+                       standardize=False)
+  assert abs(float(E.cmi_knn(y, f, t, k=3, metric=metric)) - float(want_rms)) < 1e-6
   # The cKDTree reference (used by the benchmark) is the same estimator.
   ref = reference.cmi_knn_kdtree(y, f, t, k=3, metric=metric)
   assert abs(ref - want) < 1e-9
@@ -226,8 +231,9 @@ def test_scale_and_permutation_invariance():
   assert abs(float(E.cmi_knn(y, f * np.float32(64), t)) - base) < 1e-6
   assert abs(float(E.cmi_knn(y, 100 * f + 5, t / 3 - 1)) - base) < 1e-3
   perm = np.random.default_rng(9).permutation(400)
-  raw = float(E.cmi_knn(y, f, t, standardize=False))
-  raw_p = float(E.cmi_knn(y[perm], f[perm], t[perm], standardize=False))
+  raw = float(E.cmi_knn(y, f, t, standardize=False, f_scale="none"))
+  raw_p = float(E.cmi_knn(y[perm], f[perm], t[perm], standardize=False,
+                          f_scale="none"))
   assert abs(raw - raw_p) < 1e-6
   assert abs(float(E.cmi_knn(y[perm], f[perm], t[perm])) - base) < 1e-3
 
