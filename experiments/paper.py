@@ -28,6 +28,7 @@ flags.DEFINE_integer("num_sources", 20, "Source CNNs in the zoo (the paper: 10 a
 flags.DEFINE_integer("zoo_epochs", 15, "Source training epochs (the paper: 15).")
 flags.DEFINE_integer("max_per_class", None, "Override the preset's source images per class.")
 flags.DEFINE_list("fractions", [], "Fig. 8 target fractions, e.g. 0.02,0.05,0.1.")
+flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
 FLAGS = flags.FLAGS
 
 

@@ -199,12 +199,14 @@ def test_a_lost_split_is_recomputed_identically(setup, monkeypatch):
 def test_changed_settings_are_refused(setup, monkeypatch):
   _forbid(monkeypatch)
   cfg = setup["cfg"]
-  with pytest.raises(CheckpointError, match=r"different settings \(num_seeds\)"):
+  with pytest.raises(CheckpointError,
+                     match=r"different settings: num_seeds: stored 1, given 2\."):
     study.run_study(dataclasses.replace(cfg, num_seeds=2))
   # The ranking job is not part of the ground truth's signature: the transfer
   # files are reused and the score files refuse.
   job = dataclasses.replace(cfg.job, folds=4)
-  with pytest.raises(CheckpointError, match=r"scores.*different settings \(job\)"):
+  with pytest.raises(CheckpointError,
+                     match=r"scores.*different settings: job\.folds: stored \d, given 4"):
     study.run_study(dataclasses.replace(cfg, job=job))
 
 

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 
 from transferjax import io as tio
-from transferjax.data import load_target, paper_split, split_sizes_report
+from transferjax.data import (DEFAULT_FRACTION, load_target, paper_split,
+                              split_sizes_report)
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.methods import RankConfig
 from transferjax.scoring import uncertainty
@@ -38,7 +39,7 @@ class RankRunConfig:
   target: str = "mnist:4,9"
   workdir: str | None = None
   image_size: int | None = None
-  fraction: float = 0.05
+  fraction: float = DEFAULT_FRACTION
   num_labeled: int | None = None
   split_seed: int = 0
   job: RankJob = RankJob()
