@@ -115,7 +115,9 @@ def test_run_study_writes_every_file(setup):
   assert sorted(ev["methods"]) == sorted(METHODS)
   assert ev["num_sources"] == NUM_SOURCES
   assert ev["num_splits"] == 2 and ev["num_seeds"] == 1
-  assert ev["subpool"]["num_pools"] == 10
+  # 10 pools asked for, but only C(4, 3) = 4 distinct pools of 3 out of 4 exist.
+  assert ev["subpool"]["num_pools"] == 4 and ev["subpool"]["exhaustive"]
+  assert ev["answer"] and len(ev["sources"]) == NUM_SOURCES
   assert set(ev["seconds"]) == {"ground_truth", "rankings", "evaluation"}
   assert list(ev["budgets"]) == ["1_epochs"]
   for m in METHODS:
@@ -123,6 +125,9 @@ def test_run_study_writes_every_file(setup):
   report = (work / "report.md").read_text()
   for m in METHODS:
     assert m in report
+  assert report.index("## Answer") < report.index("## Methods")
+  assert (work / "evaluation_table.csv").exists()
+  assert (work / "evaluation_table.tex").exists()
   assert "fig7_features.png" in report
 
 
