@@ -387,8 +387,10 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
     notes.append("WARNING: this ground truth is degenerate (spread across sources "
                  "not above seed/split noise); no ranking can be judged here.")
   for b, e in ev["budgets"].items():
+    ceil_b = (e["ceiling"] or {}).get("spearman")
     notes.append(f"Fixed budget {b} (no early stopping): ceiling "
-                 f"{(e['ceiling'] or {}).get('spearman', float('nan')):.3f} (Spearman); "
+                 + (f"{ceil_b:.3f} (Spearman); " if ceil_b is not None
+                    else "undefined (one run per source); ")
                  + ", ".join(f"{m} Spearman {v['spearman']:.3f}"
                              for m, v in e["methods"].items()))
   weak = weak_sources(zoo.tasks, zoo.metrics.get(
@@ -409,8 +411,8 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
   answer.write_tables(cfg.workdir, ev,
                       caption=f"Ranking methods vs fine-tuning, {cfg.target}")
   report.write_report(cfg.workdir, ev, paths,
-                      title=title or f"Source ranking for {cfg.target}", notes=notes,
-                      lead=lead)
+                      title=title or f"Source ranking for {cfg.target}",
+                      notes=[f"- {n}" for n in notes], lead=lead)
   return ev
 
 

@@ -125,8 +125,10 @@ DEFINITIONS = [
     ("sub-pool w-tau", "mean ± sd of w-tau over sub-pools of the sources (random "
      "pools, or every distinct pool when there are fewer than asked for): how "
      "much a method's quality depends on which sources are in the pool."),
-    ("Setup Stability", "mean Kendall tau between the method orderings of every "
-     "pair of sub-pools (1 = every pool orders the methods the same way)."),
+    ("Setup Stability", "Agostinelli et al. (ECCV 2022): each sub-pool orders the "
+     "methods by their w-tau in it; the score is the mean Kendall tau between "
+     "those orderings over every pair of sub-pools (1 = every pool orders the "
+     "methods the same way, about 0 = the order is random from pool to pool)."),
     ("degenerate", "the ground truth's spread across sources is not above its "
      "seed/split noise (or split-half Spearman is low): no ranking can be judged."),
     ("– (dash)", "undefined, not zero: a sd of one run, a ceiling with one run "

@@ -151,9 +151,13 @@ def _method_rows(ev: Mapping[str, Any]) -> list[dict[str, Any]]:
     for k, label in _LABELS.items():
       c = ceiling.get(k)
       cell = format_value(st.get(k))
-      # The ceiling sits beside each correlation: how well the truth ranks itself.
-      row[f"{label} (ceiling)"] = (f"{cell} ({format_value(c)})" if c is not None
-                                   else cell)
+      # The ceiling sits beside each correlation: how well the truth ranks itself
+      # (no "(ceiling)" header when it is undefined: one run per source).
+      if ceiling:
+        row[f"{label} (ceiling)"] = (f"{cell} ({format_value(c)})" if c is not None
+                                     else cell)
+      else:
+        row[label] = cell
     row["Spearman p"] = format_value(st.get("spearman_p"), "{:.3g}")
     row.update({"top-1 hit": st.get("top1_hit"), "top-3 hit": st.get("top3_hit"),
                 "rel@1": st.get("rel_top1"), "regret": st.get("regret")})
@@ -224,9 +228,11 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
                f"{q} sources ({kind}); Setup Stability score of the method "
                f"ranking across pools: {format_value(sp['setup_stability'])}")
   out += ["", "## Methods", "",
-          "Correlations with the mean AUC after transfer; in parentheses the ceiling "
-          "(split-half agreement of the ground truth with itself, same statistic). "
-          "top-k hits are expectations over score ties.", ""]
+          "Correlations with the mean AUC after transfer"
+          + ("; in parentheses the ceiling (split-half agreement of the ground truth "
+             "with itself, same statistic)" if evaluation.get("ceiling") else
+             " (no ceiling: it needs >= 2 runs per source)")
+          + ". top-k hits are expectations over score ties.", ""]
   out.append(leaderboard_markdown(_method_rows(evaluation)))
   method_notes = [(n, m) for n, st in evaluation["methods"].items()
                   for m in st.get("notes", [])]
