@@ -19,7 +19,7 @@ the paper's task sizes (2 up to all pool classes): ``--max_classes=0``
 import dataclasses
 
 from transferjax import cli
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import study_flags
 from transferjax import paper
@@ -33,6 +33,7 @@ flags.DEFINE_integer("max_classes", None,
                      "Override the preset's most classes per source task (0: all of "
                      "the pool's, the paper's task sizes; scenes has 171).")
 flags.DEFINE_list("fractions", [], "Fig. 8 target fractions, e.g. 0.02,0.05,0.1.")
+flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
 FLAGS = flags.FLAGS
 
 
@@ -55,7 +56,6 @@ def configs_from_flags():
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   exp = FLAGS.experiment
   zoo_cfg, cfg = configs_from_flags()
   workdir = cfg.workdir

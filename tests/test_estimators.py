@@ -154,9 +154,15 @@ def test_cmi_knn_matches_float64_bruteforce(metric):
   y, f, t = _mixed_data(0)
   want = _fp_numpy(y, f.astype(np.float64), t.astype(np.float64), 3, metric)
   # jitter=0: the reference is the tie-free definition (the default 1e-4
-  # jitter moves this estimate by ~1e-3).
-  got = E.cmi_knn(y, f, t, k=3, metric=metric, jitter=0.0)
+  # jitter moves this estimate by ~1e-3); f_scale="none": the plain estimator.
+  got = E.cmi_knn(y, f, t, k=3, metric=metric, jitter=0.0, f_scale="none")
   assert abs(float(got) - want) < 1e-4
+  # The default (f_scale="rms") is the same estimator on rescaled blocks.
+  fs, ts, _ = E.scale_blocks(f, t)
+  want_rms = E.cmi_knn(y, fs, ts, k=3, metric=metric, f_scale="none",
+                       standardize=False, jitter=0.0)
+  got_rms = E.cmi_knn(y, f, t, k=3, metric=metric, jitter=0.0)
+  assert abs(float(got_rms) - float(want_rms)) < 1e-6
   # The cKDTree reference (used by the benchmark) is the same estimator.
   ref = reference.cmi_knn_kdtree(y, f, t, k=3, metric=metric)
   assert abs(ref - want) < 1e-9
@@ -232,8 +238,8 @@ def test_scale_and_permutation_invariance():
   assert abs(float(cmi(y, f * np.float32(64), t)) - base) < 1e-6
   assert abs(float(cmi(y, 100 * f + 5, t / 3 - 1)) - base) < 1e-3
   perm = np.random.default_rng(9).permutation(400)
-  raw = float(cmi(y, f, t, standardize=False))
-  raw_p = float(cmi(y[perm], f[perm], t[perm], standardize=False))
+  raw = float(cmi(y, f, t, standardize=False, f_scale="none"))
+  raw_p = float(cmi(y[perm], f[perm], t[perm], standardize=False, f_scale="none"))
   assert abs(raw - raw_p) < 1e-6
   assert abs(float(cmi(y[perm], f[perm], t[perm])) - base) < 1e-3
   # With the default jitter: the same key gives the same estimate, and the

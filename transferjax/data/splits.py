@@ -129,13 +129,20 @@ def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
   return np.minimum(alloc, counts)
 
 
+# The one default for how many target images are labeled (D_a): the paper's 5%
+# of the target data (50 images for mnist:4,9). Every entry point (rank,
+# transfer, evaluate, demo) and the notebook use it unless --num_labeled or
+# --fraction says otherwise.
+DEFAULT_FRACTION = 0.05
+
+
 def _split_counts(counts: np.ndarray, num_labeled: int, val_fraction: float):
   labeled = _allocate(counts, num_labeled)
   val = _round_half_up(val_fraction * labeled)
   return labeled, labeled - val, val
 
 
-def paper_split(ds: Dataset, *, fraction: float = 0.05, val_fraction: float = 0.15,
+def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction: float = 0.15,
                 seed: int = 0, num_labeled: int | None = None,
                 min_val_per_class: int = 2) -> TargetSplit:
   """The paper's split: ``D_a`` (``D_t`` + ``D_v``) and the test set ``D_e``.

@@ -48,6 +48,7 @@ from transferjax.errors import EstimatorError
 from transferjax.estimators import _checks
 
 _METRICS = ("max", "euclidean")
+_F_SCALES = ("rms", "none")
 # Below this many columns the Euclidean distance is summed from exact
 # differences; above it a HIGHEST-precision matmul is faster. The matmul form
 # |a|^2 + |b|^2 - 2ab loses relative precision for near neighbours in low
@@ -63,6 +64,53 @@ def _check_metric(metric: str) -> str:
   if metric not in _METRICS:
     raise EstimatorError(f"metric must be one of {_METRICS}, got {metric!r}.")
   return metric
+
+
+def _standardize64(x: np.ndarray) -> np.ndarray:
+  """z-scores every column of `[..., n, d]` in float64; constant columns -> 0."""
+  x = np.asarray(x, np.float64)
+  sd = x.std(axis=-2, keepdims=True)
+  return (x - x.mean(axis=-2, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
+def scale_blocks(f, t, f_scale: str = "rms"):
+  """Puts the F block on the scale of the T block (the recommended estimator).
+
+  With every column z-scored, a Euclidean (or max) distance over a 200-d F is
+  ~sqrt(200) times one over a 1-d T; every k-NN radius then exceeds the T
+  distances, all T-counts cover the whole set and I(Y; F | T) collapses to the
+  unconditioned I(Y; F) (measured: identical scores, docs/notes/estimators.md).
+  "rms" z-scores F and T and divides F by sqrt(number of non-constant F
+  columns); "none" returns the inputs unchanged.
+
+  Args:
+    f: `[n, dF]` or stacked `[q, n, dF]` features (float).
+    t: `[n, dT]` or None.
+    f_scale: "rms" or "none".
+
+  Returns:
+    `(f, t, scaled)`: float32 arrays and whether they were scaled (then the
+    kernel must not standardize again).
+  """
+  if f_scale not in _F_SCALES:
+    raise EstimatorError(f"f_scale must be one of {_F_SCALES}, got {f_scale!r}.")
+  if f_scale == "none":
+    return f, t, False
+  f = _standardize64(f)
+  live = np.maximum((f.std(axis=-2) > 0).sum(-1), 1)  # non-constant F columns
+  f = (f / np.sqrt(live)[..., None, None]).astype(np.float32)
+  t = None if t is None else _standardize64(t).astype(np.float32)
+  return f, t, True
+
+
+def _scaled_inputs(f_, t_, f_scale: str, standardize: bool):
+  """`scale_blocks` inside an estimator: returns `(f, t, standardize_in_kernel)`."""
+  if f_scale == "rms" and not standardize:
+    raise EstimatorError(
+        "f_scale='rms' z-scores the columns before scaling F; with "
+        "standardize=False pass f_scale='none' as well.")
+  f_, t_, scaled = scale_blocks(f_, t_, f_scale)
+  return f_, t_, bool(standardize) and not scaled
 
 
 def _auto_block(n: int, row_block: Optional[int]) -> int:
@@ -187,8 +235,11 @@ def _jitter_key(jitter, key):
 def cmi_knn(y, f, t=None, *, k: int = 3, metric: str = "max",
             standardize: bool = True, jitter: float = DEFAULT_JITTER, key=None,
             precision=lax.Precision.HIGHEST, row_block: Optional[int] = None,
-            return_local: bool = False):
+            return_local: bool = False, f_scale: str = "rms"):
   """Class-aware Frenzel-Pompe estimate of I(Y; F | T) in nats.
+
+  The ranking's estimator is `cmi_knn(y, f, t, metric="euclidean",
+  jitter=1e-6, key=key)` (what `experiments.rank` computes per source).
 
   Args:
     y: integer class labels `[n]`.
@@ -209,6 +260,10 @@ def cmi_knn(y, f, t=None, *, k: int = 3, metric: str = "max",
     row_block: rows per block (memory O(row_block * n)); None picks one by a
       memory budget. Exact for any value: every quantity is per row.
     return_local: also return the per-sample terms.
+    f_scale: "rms" (default, recommended) puts the F block on T's scale
+      (`scale_blocks`); without it a many-dimensional F swamps T and the
+      estimate equals the unconditioned I(Y; F). "none": the canonical
+      estimator on per-column standardized inputs.
 
   Returns:
     float32 scalar (nats; may be slightly negative: noise around 0, not
@@ -217,6 +272,7 @@ def cmi_knn(y, f, t=None, *, k: int = 3, metric: str = "max",
   _check_metric(metric)
   key = _jitter_key(jitter, key)
   y_, f_, t_, keep = _checks.check_inputs(y, f, t, k=k)
+  f_, t_, standardize = _scaled_inputs(f_, t_, f_scale, standardize)
   local = _cmi_knn_kernel(
       jnp.asarray(y_), jnp.asarray(f_), None if t_ is None else jnp.asarray(t_),
       key, jnp.float32(jitter), k=int(k), metric=metric,
@@ -265,18 +321,18 @@ def _cmi_knn_many_kernel(y, fs, t, keys, jitter, *, k, metric, standardize,
                          has_jitter, precision, block, batch_size):
   def one(args):
     f, key = args
-    local = _cmi_knn_kernel(y, f, t, key, jitter, k=k, metric=metric,
-                            standardize=standardize, has_jitter=has_jitter,
-                            precision=precision, block=block)
-    return jnp.mean(local)
+    return _cmi_knn_kernel(y, f, t, key, jitter, k=k, metric=metric,
+                           standardize=standardize, has_jitter=has_jitter,
+                           precision=precision, block=block)
 
-  return lax.map(one, (fs, keys), batch_size=batch_size)
+  return lax.map(one, (fs, keys), batch_size=batch_size)  # [q, n] local terms
 
 
 def cmi_knn_many(y, fs, t=None, *, k: int = 3, metric: str = "max",
                  standardize: bool = True, jitter: float = DEFAULT_JITTER, key=None,
                  precision=lax.Precision.HIGHEST,
-                 row_block: Optional[int] = None, batch_size: int = 1):
+                 row_block: Optional[int] = None, batch_size: int = 1,
+                 f_scale: str = "rms", return_local: bool = False):
   """`cmi_knn` for q sources sharing (y, t): one compile, `lax.map` over q.
 
   Equals `[cmi_knn(y, fs[i], t, key=jax.random.fold_in(key, i), ...)]`.
@@ -288,26 +344,38 @@ def cmi_knn_many(y, fs, t=None, *, k: int = 3, metric: str = "max",
     t: conditioning scores `[n, dT]` or None.
     batch_size: sources per step; memory grows linearly with it (1 keeps the
       memory of one source, larger vectorizes over sources).
+    f_scale: "rms" (default) scales each source's F block to T's scale, as
+      the ranking does; see `cmi_knn`.
+    return_local: also return the per-sample terms `[q, n]` (NaN for dropped
+      singleton rows), e.g. to bootstrap the estimate over samples.
     Other arguments: as in `cmi_knn`.
 
   Returns:
-    float32 `[q]`, nats.
+    float32 `[q]`, nats, or `(estimates [q], local [q, n])`.
   """
   _check_metric(metric)
   key = _jitter_key(jitter, key)
-  y_, fs_, t_, _ = _checks.check_inputs(y, fs, t, k=k, batched_f=True)
+  y_, fs_, t_, keep = _checks.check_inputs(y, fs, t, k=k, batched_f=True)
+  fs_, t_, standardize = _scaled_inputs(fs_, t_, f_scale, standardize)
   q = fs_.shape[0]
   if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
     raise EstimatorError(f"batch_size must be a positive int, got "
                          f"{batch_size!r}.")
   keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(q))
-  return _cmi_knn_many_kernel(
+  local = _cmi_knn_many_kernel(
       jnp.asarray(y_), jnp.asarray(fs_),
       None if t_ is None else jnp.asarray(t_), keys, jnp.float32(jitter),
       k=int(k), metric=metric, standardize=bool(standardize),
       has_jitter=bool(jitter > 0), precision=precision,
       block=_auto_block(y_.shape[0], row_block),
       batch_size=int(min(batch_size, q)))
+  est = jnp.mean(local, axis=1)
+  if not return_local:
+    return est
+  if keep is not None:
+    local = jnp.full((q,) + keep.shape, jnp.nan, local.dtype).at[
+        :, np.flatnonzero(keep)].set(local)
+  return est, local
 
 
 # ---------------------------------------------------------------------------

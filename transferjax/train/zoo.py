@@ -43,6 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from transferjax import io
+from transferjax import progress
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask, tasks_from_json, tasks_to_json
 from transferjax.errors import (CheckpointError, ConfigError, DataError,
@@ -806,9 +807,14 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     active = _put(np.ones((padded,), bool), sharded)
     total = int(train_arrays["num_steps"].max())
     losses = []
-    for t0 in range(0, total, config.steps_per_call):
-      state, loss = runner(state, dev_train, keys, jnp.int32(t0), images, active)
-      losses.append(loss)
+    with progress.bar(total, f"zoo chunk {k + 1}/{len(plan)}", "step") as pbar:
+      for t0 in range(0, total, config.steps_per_call):
+        state, loss = runner(state, dev_train, keys, jnp.int32(t0), images, active)
+        losses.append(loss)
+        if pbar.disable:
+          continue
+        loss.block_until_ready()  # the bar counts finished steps, not dispatched
+        pbar.update(min(config.steps_per_call, total - t0))
     params = state["params"]
     tr = evaluate(params, dev_train["idx"], dev_train["labels"], dev_train["n"],
                   dev_train["num_classes"], images)
