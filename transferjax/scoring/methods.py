@@ -216,8 +216,13 @@ DEFAULT_EVAL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc",
                         "source_n_classes", "linear_probe", "logme", "leep")
 
 
-def score_method(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
-  """Scores ``[q]`` (higher = better) of ``cfg.method``."""
+def score_method(inp: RankInputs, cfg: RankConfig,
+                 key: jax.Array | None = None) -> np.ndarray:
+  """Scores ``[q]`` (higher = better) of ``cfg.method``.
+
+  ``key`` (default ``jax.random.key(cfg.seed)``) seeds jitter, permutations and
+  keyed metrics; source i uses ``fold_in(key, i)``.
+  """
   if cfg.method not in METHODS:
     raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
                       f"{sorted(METHODS) + ['rbm']}.")
@@ -230,5 +235,5 @@ def score_method(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
           f"(counts {counts.tolist()}); the k-NN estimate would be meaningless. "
           "Use more labeled target data (--num_labeled), the cross-fitting "
           "protocol, or a smaller --k.")
-  key = jax.random.key(cfg.seed)
+  key = jax.random.key(cfg.seed) if key is None else key
   return np.asarray(METHODS[cfg.method](inp, cfg, key), np.float64)
