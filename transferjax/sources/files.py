@@ -32,7 +32,9 @@ def _npz_shape(path: str, key: str) -> tuple[int, ...] | None:
         return None
       with zf.open(f"{key}.npy") as f:
         version = np.lib.format.read_magic(f)
-        shape, _, dtype = np.lib.format._read_array_header(f, version)  # pylint: disable=protected-access
+        read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)
+        shape, _, dtype = read(f)
   except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
     raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e}). {_FIX}") from e
   if dtype.hasobject:

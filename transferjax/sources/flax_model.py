@@ -6,7 +6,8 @@ The factory is any importable function of no arguments that returns one
 folder), its input (``Preprocess``) and where its features are:
 
 * ``feature_layer="fc"`` (a submodule path, ``"/"``-separated): the output of that
-  submodule, read with ``capture_intermediates`` (flattened to ``[n, d]``);
+  submodule, read with ``capture_intermediates`` (a conv map is flattened to
+  ``[n, h*w*c]``; pool it in the module to get fewer dimensions);
 * ``features_method="features"``: a module method returning ``[n, d]``;
 * otherwise ``__call__``'s output, by ``output``: ``"features"`` (``[n, d]``),
   ``"logits"`` (source logits; then a feature layer or method is needed) or
@@ -91,6 +92,7 @@ class FlaxModel:
       out, state = self.module.apply(variables, x, capture_intermediates=True,
                                      mutable=["intermediates"])
       feats = _find_layer(state["intermediates"], self.feature_layer, self.name)
+      feats = feats.reshape(feats.shape[0], -1)  # a conv map -> [b, h*w*c]
     elif self.features_method:
       feats = self.module.apply(variables, x, method=self.features_method)
       out = self.module.apply(variables, x) if self.has_logits else None
@@ -101,7 +103,7 @@ class FlaxModel:
       logits = out[0] if self.output == "logits_features" else out
       if self.num_classes is not None:
         logits = masked_logits(logits, self.num_classes)
-    return feats.reshape(feats.shape[0], -1), logits
+    return feats, logits
 
   @functools.cached_property
   def _jitted(self) -> Callable:
@@ -121,7 +123,7 @@ class FlaxModel:
           f"source {self.name!r} cannot run on a [2, {s}, {s}, {c}] input batch "
           f"({type(e).__name__}: {str(e)[:300]}). Check its preprocess "
           "(input_size, channels) and variables.") from e
-    if feats.shape[0] != 2 or (logits is not None and (
+    if feats.ndim != 2 or feats.shape[0] != 2 or (logits is not None and (
         logits.ndim != 2 or logits.shape[0] != 2 or logits.shape[1] < 2)):
       raise ConfigError(
           f"source {self.name!r} returns features {feats.shape}"

@@ -35,6 +35,7 @@ from transferjax.models import arch_spec
 from transferjax.scoring.methods import METHODS, RankInputs
 from transferjax.scoring.rank import RankJob, gamma_max
 from transferjax.scoring.target import build_scoring_set
+from transferjax.sources.base import SourceGroup
 from transferjax.sources.spec import parse_sources
 from transferjax.sources.stream import StreamConfig, StreamResult, plan_chunks, score_streamed
 
@@ -205,11 +206,15 @@ def plot_scores(rows: list[dict], methods: tuple[str, ...], path: str,
   return path
 
 
-def run(config: SourcesRankConfig) -> dict:
-  """Ranks the sources for the target; writes the outputs; returns rows and meta."""
+def run(config: SourcesRankConfig, groups: list[SourceGroup] | None = None) -> dict:
+  """Ranks the sources for the target; writes the outputs; returns rows and meta.
+
+  ``groups`` (built in Python, e.g. ``[ZooGroup(zoo), FlaxGroup(models)]``)
+  replaces parsing ``config.sources``, which then only labels the output.
+  """
   t0 = time.time()
   methods, is_all = resolve_methods(config.methods)
-  groups = parse_sources(config.sources)
+  groups = parse_sources(config.sources) if groups is None else list(groups)
   target = load_target_for_sources(config.target, groups, config.image_size)
   if "note" in target.metadata:
     print(f"note: target {config.target}: {target.metadata['note']}.")

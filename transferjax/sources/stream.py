@@ -126,12 +126,12 @@ def _applicable(method: str, inp: RankInputs, has_logits: bool,
   return None
 
 
-def _signature(labels, t, folds, methods, rank_cfg, names, chunk) -> str:
+def _signature(labels, t, folds, methods, rank_cfg, names, chunk, strict) -> str:
   h = hashlib.sha256()
   for a in (labels, t, folds):
     h.update(np.ascontiguousarray(a).tobytes())
   h.update(json.dumps([list(methods), dataclasses.asdict(rank_cfg), list(names),
-                       dataclasses.asdict(chunk)], sort_keys=True).encode())
+                       dataclasses.asdict(chunk), strict], sort_keys=True).encode())
   return h.hexdigest()
 
 
@@ -180,7 +180,8 @@ def score_streamed(groups: Sequence[SourceGroup], images: np.ndarray, rows: np.n
     g = groups[ch.group]
     idx = np.arange(ch.start, ch.start + len(ch.members))
     dims[idx] = ch.d
-    sig = _signature(labels, t, folds, methods, rank_cfg, [names[i] for i in idx], ch)
+    sig = _signature(labels, t, folds, methods, rank_cfg, [names[i] for i in idx], ch,
+                     strict)
     cache = (os.path.join(cfg.cache_dir, f"chunk_{ch.start:07d}.json")
              if cfg.cache_dir else None)
     if cache and os.path.exists(cache):
