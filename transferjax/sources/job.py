@@ -288,4 +288,7 @@ def run(config: SourcesRankConfig, groups: list[SourceGroup] | None = None) -> d
   print(table)
   print(f"\nwrote {os.path.join(wd, 'ranking.json')}, ranking.csv, ranking_top.md, "
         f"scores.png ({time.time() - t0:.1f}s)")
-  return {"rows": table_rows, "meta": meta, "workdir": wd, "result": result}
+  return {"rows": table_rows, "meta": meta, "workdir": wd, "result": result,
+          "target": target,
+          "scoring": {"rows": rows, "labels": np.asarray(scoring.labels),
+                      "t": np.asarray(scoring.t), "folds": np.asarray(scoring.folds)}}
