@@ -4,7 +4,6 @@ No CNN is trained: the zoo holds random parameters, and the target net's
 trainer is replaced by a deterministic stand-in (``T`` = label + noise) in both
 ranking paths, so they are compared on everything after it.
 """
-import dataclasses
 import json
 import os
 import subprocess
@@ -22,14 +21,13 @@ from transferjax.data import load_dataset, load_target, paper_split
 from transferjax.data.tasks import SourceTask
 from transferjax.errors import ConfigError, DataError, EstimatorError
 from transferjax.evaluation.ground_truth import evaluate_ranking, read_ranking
-from transferjax.scoring import job as zoo_job
 from transferjax.scoring import rank as rank_lib
 from transferjax.scoring.methods import RankConfig
 from transferjax.scoring.rank import RankJob
 from transferjax.scoring.target import ScoringSet
-from transferjax.sources import (FeatureFiles, FlaxGroup, FlaxModel, Preprocess,
-                                 StreamConfig, ZooGroup, parse_sources, prepare_images,
-                                 score_streamed, write_feature_files, zoo_flax_models)
+from transferjax.sources import (FeatureFiles, FlaxModel, Preprocess, StreamConfig,
+                                 ZooGroup, parse_sources, prepare_images, score_streamed,
+                                 write_feature_files)
 from transferjax.sources import job as sources_job
 from transferjax.sources.stream import plan_chunks
 from transferjax.train.zoo import Zoo
@@ -212,6 +210,45 @@ def test_factory_errors(tmp_path, monkeypatch):
     parse_sources("flax:user_models:broken")
   with pytest.raises(ConfigError, match="has no function 'nope'"):
     parse_sources("flax:user_models:nope")
+
+
+def test_flax_factory_with_orbax_checkpoint(tmp_path, monkeypatch):
+  import jax
+  import orbax.checkpoint as ocp
+  _factory_module(tmp_path, monkeypatch, """
+      import flax.linen as nn
+      from transferjax.sources import FlaxModel, Preprocess
+      class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+          return nn.Dense(5)(x.reshape(x.shape[0], -1))
+      def net():
+        return FlaxModel(Net(), None, "ckpt_net", Preprocess(4, 1))
+  """)
+  import user_models
+  variables = user_models.Net().init(jax.random.key(1), jnp.zeros((1, 4, 4, 1)))
+  ckpt = tmp_path / "ckpt"
+  ckptr = ocp.StandardCheckpointer()
+  ckptr.save(str(ckpt), variables)
+  ckptr.wait_until_finished()
+  with pytest.raises(ConfigError, match="has no variables.*@FOLDER"):
+    parse_sources("flax:user_models:net")
+  group, = parse_sources(f"flax:user_models:net@{ckpt}")
+  x = np.random.default_rng(0).random((3, 8, 8, 1)).astype(np.float32)
+  (f, lg), = group.outputs([0], x, np.arange(3))
+  want = user_models.Net().apply(variables, prepare_images(x, Preprocess(4, 1)))
+  np.testing.assert_allclose(f, np.asarray(want), rtol=1e-6)
+  assert lg is None and group.output_shapes(3) == [(5, None)]
+
+
+def test_npz_target_keeps_colour_on_request(tmp_path):
+  rng = np.random.default_rng(0)
+  path = tmp_path / "rgb.npz"
+  np.savez(path, images=(rng.random((6, 10, 10, 3)) * 255).astype(np.uint8),
+           labels=np.arange(6) % 2)
+  assert load_dataset(f"npz:{path}").images.shape == (6, 10, 10, 1)
+  rgb = load_dataset(f"npz:{path}", color=True)
+  assert rgb.images.shape == (6, 10, 10, 3) and rgb.channels == 3
 
 
 def test_image_folder_loader(tmp_path):

@@ -7,7 +7,6 @@ devices), exactly as ``scoring.rank.score_zoo`` computes them.
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 import jax
 import numpy as np
