@@ -9,7 +9,16 @@ Expected result: a top-10 table (rank, source id, pool, classes, holdout
 accuracy, gamma, normalized gamma) and ``ranking.json`` / ``ranking.csv`` in
 ``--workdir`` (default ``<zoo>/rank/<target>``). ``--protocol=paper`` scores on
 ``D_v`` only (the paper's protocol; a handful of images at 5%).
+
+Your own models on your own images (``transferjax.sources``; docs/notes/own_models.md)::
+
+  python -m experiments.rank --sources=zoo:runs/zoo,flax:my_models:resnet,files:feats \
+      --target=folder:/data/pets --methods=all --workdir=runs/rank_pets
+
+writes ranking.json/csv, ranking_top.md and scores.png in ``--workdir``.
 """
+import os
+
 from transferjax import cli
 from absl import app
 from absl import flags
@@ -19,6 +28,8 @@ from transferjax.scoring.job import RankRunConfig, run
 from transferjax.scoring.methods import METHODS, RankConfig
 from transferjax.scoring.rank import RankJob
 from transferjax.scoring.target import PROTOCOLS
+from transferjax.sources import job as sources_job
+from transferjax.sources.stream import StreamConfig
 from transferjax.transfer.fit import FitConfig
 
 _ZOO = flags.DEFINE_string("zoo", "runs/zoo", "Workdir of a trained zoo.")
@@ -44,6 +55,16 @@ _NULL = flags.DEFINE_bool("null_correction", False, "Subtract a permutation-null
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of target nets, jitter, permutations.")
 _EPOCHS = flags.DEFINE_integer("target_max_epochs", 60, "Target-net epoch cap.")
 _PATIENCE = flags.DEFINE_integer("target_patience", 10, "Target-net early-stopping patience.")
+_SOURCES = flags.DEFINE_list(
+    "sources", [], "Sources of any kind: zoo:PATH, flax:package.module:fn[@CKPT], "
+    "files:FOLDER (one .npz of features per source); replaces --zoo.")
+_METHODS = flags.DEFINE_list("methods", [], "Methods to score with --sources (first "
+                             "orders the table), or 'all'. Default: --method.")
+_TOP = flags.DEFINE_integer("top", 10, "Rows of the printed top-N table (--sources).")
+_CHUNK_MB = flags.DEFINE_float("chunk_mb", StreamConfig.chunk_mb,
+                               "Source outputs held at once, MiB (--sources).")
+_UPSAMPLE = flags.DEFINE_bool("allow_upsample", False,
+                              "Let sources enlarge target images smaller than their input.")
 
 
 def main(argv):
@@ -53,6 +74,21 @@ def main(argv):
                         feature_dim=_FEATURE_DIM.value,
                         null_correction=_NULL.value, seed=_SEED.value)
   fit_cfg = FitConfig(max_epochs=_EPOCHS.value, patience=_PATIENCE.value)
+  if _SOURCES.value or _METHODS.value:
+    sources = ",".join(_SOURCES.value) or f"zoo:{_ZOO.value}"
+    safe = _TARGET.value.replace(":", "_").replace(",", "-").replace("/", "_")
+    sources_job.run(sources_job.SourcesRankConfig(
+        sources=sources, target=_TARGET.value,
+        workdir=_WORKDIR.value or os.path.join(
+            "runs" if _SOURCES.value else _ZOO.value, "rank", safe),
+        methods=tuple(_METHODS.value) or (method,), image_size=_IMAGE_SIZE.value,
+        fraction=_FRACTION.value, num_labeled=_NUM_LABELED.value,
+        split_seed=_SPLIT_SEED.value,
+        job=RankJob(protocol=_PROTOCOL.value, folds=_FOLDS.value, rank=rank_cfg,
+                    fit=fit_cfg),
+        stream=StreamConfig(chunk_mb=_CHUNK_MB.value, allow_upsample=_UPSAMPLE.value),
+        top=_TOP.value))
+    return
   run(RankRunConfig(
       zoo=_ZOO.value, target=_TARGET.value, workdir=_WORKDIR.value,
       image_size=_IMAGE_SIZE.value, fraction=_FRACTION.value,

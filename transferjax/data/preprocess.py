@@ -120,3 +120,58 @@ def scale_to_unit(images: np.ndarray, *, name: str) -> tuple[np.ndarray, str | N
   note = (f"pixel values span [{lo:g}, {hi:g}], outside [0, 1]; min-max scaled "
           "to [0, 1] over the whole array")
   return ((x - lo) / (hi - lo)).astype(np.float32), note
+
+
+def to_channels(images: np.ndarray, channels: int) -> np.ndarray:
+  """``[n, h, w, c]`` in ``[0, 1]`` -> ``[n, h, w, channels]`` (1 or 3).
+
+  RGB -> gray uses ``to_gray``'s luminance; gray -> RGB repeats the plane (what
+  a colour network sees when it is shown a gray photograph).
+  """
+  images = np.asarray(images, np.float32)
+  if images.ndim == 3:
+    images = images[..., None]
+  if channels == 1:
+    return to_gray(images)
+  if channels != 3:
+    raise DataError(f"channels must be 1 (gray) or 3 (RGB), got {channels!r}.")
+  if images.shape[-1] == 4:
+    images = images[..., :3]
+  if images.shape[-1] == 3:
+    return images
+  if images.shape[-1] == 1:
+    return np.repeat(images, 3, axis=-1)
+  raise DataError(f"images have {images.shape[-1]} channels; only 1, 3 or 4 "
+                  "(RGBA, alpha dropped) are understood.")
+
+
+def resize_keep_channels(images: np.ndarray, size: int) -> np.ndarray:
+  """``resize_images`` for ``[n, h, w, c]`` images of any channel count.
+
+  The same centre crop and bilinear anti-aliased resize, applied per channel
+  (the channel axis, like the batch axis, is kept at scale 1). For one channel
+  the result equals ``resize_images``.
+
+  Args:
+    images: ``[n, h, w, c]`` in ``[0, 1]``.
+    size: output side (>= 2).
+
+  Returns:
+    float32 ``[n, size, size, c]`` clipped to ``[0, 1]``.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4:
+    raise DataError(f"resize_keep_channels expects [n, h, w, c], got {images.shape}.")
+  if images.shape[-1] == 1:
+    return resize_images(images, size)
+  if int(size) != size or size < 2:
+    raise DataError(f"image_size must be an integer >= 2, got {size!r}.")
+  size = int(size)
+  images = center_crop_square(images)
+  n, side, c = images.shape[0], images.shape[1], images.shape[-1]
+  if side == size or n == 0:
+    return np.clip(images, 0.0, 1.0).astype(np.float32)
+  out = skimage.transform.resize(
+      images.astype(np.float64), (n, size, size, c), order=1, mode="reflect",
+      anti_aliasing=side > size, preserve_range=True)
+  return np.clip(out, 0.0, 1.0).astype(np.float32)

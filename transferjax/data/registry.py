@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from transferjax.data import builtin, external, scenes, spots
+from transferjax.data import builtin, external, folder, scenes, spots
 from transferjax.data.container import Dataset
 from transferjax.data.source_tasks import combine_pools
 from transferjax.errors import DataError
@@ -26,8 +26,10 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
 PREFIX_LOADERS: dict[str, Callable[..., Dataset]] = {
     "tfds": external.load_tfds,
     "npz": external.load_npz_dataset,
+    "folder": folder.load_image_folder,
 }
-VALID_NAMES = tuple(LOADERS) + ("tfds:NAME", "npz:PATH", "A+B (mixed pool)")
+VALID_NAMES = tuple(LOADERS) + ("tfds:NAME", "npz:PATH", "folder:PATH",
+                                 "A+B (mixed pool)")
 
 
 def _parts(name: str) -> list[str]:

@@ -248,11 +248,16 @@ def check_knn_classes(labels: np.ndarray, cfg: RankConfig) -> None:
           "(--num_labeled), or the cross-fitting protocol.")
 
 
-def score_method(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
-  """Scores ``[q]`` (higher = better) of ``cfg.method``."""
+def score_method(inp: RankInputs, cfg: RankConfig,
+                 key: jax.Array | None = None) -> np.ndarray:
+  """Scores ``[q]`` (higher = better) of ``cfg.method``.
+
+  ``key`` (default ``jax.random.key(cfg.seed)``) seeds jitter, permutations and
+  keyed metrics; source i uses ``fold_in(key, i)``.
+  """
   if cfg.method not in METHODS:
     raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
                       f"{sorted(METHODS) + ['rbm']}.")
   check_knn_classes(inp.labels, cfg)
-  key = jax.random.key(cfg.seed)
+  key = jax.random.key(cfg.seed) if key is None else key
   return np.asarray(METHODS[cfg.method](inp, cfg, key), np.float64)
