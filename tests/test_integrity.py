@@ -339,7 +339,7 @@ def test_k_too_large_fails_before_the_target_nets(monkeypatch):
                       num_labeled=24)
   fake_zoo = type("Z", (), {"image_size": 20})()
   job = rank_lib.RankJob(rank=RankConfig(k=20))
-  with pytest.raises(EstimatorError, match=r"--k=20: class\(es\) \[0, 1\]"):
+  with pytest.raises(EstimatorError, match=r"Class\(es\) \[0, 1\] .* for --k=20"):
     rank_lib.score_zoo(fake_zoo, split, job)
 
 

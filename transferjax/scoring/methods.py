@@ -19,6 +19,7 @@ import numpy as np
 from transferjax import estimators as est
 from transferjax import metrics as mt
 from transferjax.errors import ConfigError, EstimatorError
+from transferjax.estimators.knn import DEFAULT_JITTER
 from transferjax.models import masked_logits
 
 
@@ -32,7 +33,9 @@ class RankConfig:
     metric: ``"euclidean"`` (within F; the default: less high-dimensional bias,
       docs/notes/estimators.md, and the best ranker on our offline data,
       BUILD_NOTES.md) or ``"max"`` (the canonical Frenzel-Pompe norm).
-    jitter: std of the seeded noise added after standardizing (breaks ties).
+    jitter: std of the seeded noise added after standardizing, relative to each
+      column's magnitude (breaks ties; ``estimators.knn``, "Ties": 1e-6 sits at
+      float32 resolution and left duplicated 200-d features at 1.05 nats > H(Y)).
     feature_dim: PCA every source's features to this common dimension first
       (None keeps the full 200-d features).
     null_correction: subtract each source's permutation-null mean (Y permuted
@@ -50,7 +53,7 @@ class RankConfig:
   method: str = "cmi_knn"
   k: int = 3
   metric: str = "euclidean"
-  jitter: float = 1e-6
+  jitter: float = DEFAULT_JITTER
   feature_dim: int | None = None
   null_correction: bool = False
   n_perm: int = 10
@@ -242,10 +245,10 @@ def check_knn_classes(labels: np.ndarray, cfg: RankConfig) -> None:
     small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
     if small:
       raise EstimatorError(
-          f"--k={cfg.k}: class(es) {small} have fewer than k+1={cfg.k + 1} "
-          f"scoring points (counts {counts.tolist()}); the k-NN estimate would be "
-          "meaningless. Use a smaller --k (3 is usual), more labeled target data "
-          "(--num_labeled), or the cross-fitting protocol.")
+          f"Class(es) {small} have fewer than k+1={cfg.k + 1} scoring points "
+          f"(counts {counts.tolist()}) for --k={cfg.k}; the k-NN estimate would "
+          "be meaningless. Use a smaller --k (3 is usual), more labeled target "
+          "data (--num_labeled), or the cross-fitting protocol.")
 
 
 def score_method(inp: RankInputs, cfg: RankConfig,
