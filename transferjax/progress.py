@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 import jax
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: the same in a shell, a log and a notebook
 
 
 def enabled() -> bool:
