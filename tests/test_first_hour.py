@@ -145,6 +145,29 @@ def test_library_info_is_filtered_but_ours_is_not():
   assert f.filter(rec(os.path.join(ROOT, "experiments", "rank.py"), logging.INFO))
 
 
+def test_verbosity_flag_wins_over_the_default():
+  from absl import flags
+  from absl import logging as absl_logging
+  handler = absl_logging.get_absl_handler()
+  flag = flags.FLAGS["verbosity"]
+  saved = (absl_logging.get_verbosity(), flag.present)
+  try:
+    flag.present = 0
+    cli.configure_logging("info")
+    assert absl_logging.get_verbosity() == absl_logging.INFO
+    assert sum(isinstance(f, cli._OwnInfoOnly) for f in handler.filters) == 1
+    absl_logging.set_verbosity(absl_logging.WARNING)  # as --verbosity=-1 does
+    flag.present = 1
+    cli.configure_logging("info")
+    assert absl_logging.get_verbosity() == absl_logging.WARNING
+    assert not any(isinstance(f, cli._OwnInfoOnly) for f in handler.filters)
+  finally:
+    for f in [f for f in handler.filters if isinstance(f, cli._OwnInfoOnly)]:
+      handler.removeFilter(f)
+    absl_logging.set_verbosity(saved[0])
+    flag.present = saved[1]
+
+
 # ------------------------------------------------------------------ item 5
 
 

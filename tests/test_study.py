@@ -230,4 +230,14 @@ def test_rank_job_run_writes_ranking(setup, capsys):
   assert data["ranking"][0]["gamma_max"] is not None
   assert (out_dir / "ranking.csv").exists()
   assert len(result["rows"]) == NUM_SOURCES
-  assert "Ranking of 4 sources" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "Ranking of 4 sources" in out
+  # Uncertainty per source, the recommendation and what the numbers mean.
+  top = data["ranking"][0]
+  assert top["gamma_ci_low"] <= top["gamma"] <= top["gamma_ci_high"]
+  assert abs(sum(r["p_first"] for r in data["ranking"]) - 1) < 1e-6
+  assert data["uncertainty"]["p_top_first"] == top["p_first"]
+  assert "90% interval" in out and "P(first)" in out and "negative" in out
+  assert (f"Recommended: source {top['source_id']}" in out
+          or "No source shows information" in out)
+  assert isinstance(data["weak_sources"], list)

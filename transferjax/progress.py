@@ -6,9 +6,10 @@ line stays). ``TRANSFERJAX_PROGRESS=0`` turns bars off (e.g. in CI logs).
 from __future__ import annotations
 
 import os
+import sys
 
 import jax
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text bars: the same in a shell, a log and a notebook
 
 
 def enabled() -> bool:
@@ -18,6 +19,11 @@ def enabled() -> bool:
 
 
 def bar(total: int, desc: str, unit: str = "it") -> tqdm:
-  """A tqdm bar of ``total`` units that disappears when closed."""
+  """A tqdm bar of ``total`` units that disappears when closed.
+
+  Redrawn at most every second on a terminal, every 30 s into a log file.
+  """
+  tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
   return tqdm(total=int(total), desc=desc, unit=unit, leave=False,
-              mininterval=1.0, dynamic_ncols=True, disable=not enabled())
+              mininterval=1.0 if tty else 30.0, dynamic_ncols=True,
+              disable=not enabled())

@@ -101,6 +101,10 @@ def answer(ev: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
 
 
 DEFINITIONS = [
+    ("cmi_knn, cmi_binned score (gamma)", "estimated I(Y; F | T) in nats: what "
+     "the source's features tell about the target label beyond the target net "
+     "N_t. 0 or slightly negative = no evidence of extra information (the k-NN "
+     "estimate is noisy around 0 and not clipped)."),
     ("AUC after transfer", "test AUC on D_e of the source's conv layers fine-tuned "
      "on D_t (early stopping on D_v), mean over seeds and splits: the ground truth."),
     ("gain vs scratch", "AUC after transfer minus the AUC of the same CNN trained "

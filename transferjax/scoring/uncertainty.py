@@ -11,6 +11,8 @@ training the target net.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -19,10 +21,10 @@ from transferjax.errors import EstimatorError
 from transferjax.scoring.methods import RankConfig, RankInputs, local_terms
 
 
-@jax.jit
-def _resampled_means(local: jax.Array, key: jax.Array, num_boot_shape: jax.Array):
+@functools.partial(jax.jit, static_argnames="num_boot")
+def _resampled_means(local: jax.Array, key: jax.Array, num_boot: int):
   n = local.shape[1]
-  idx = jax.random.randint(key, (num_boot_shape.shape[0], n), 0, n)
+  idx = jax.random.randint(key, (num_boot, n), 0, n)
   counts = jax.vmap(lambda i: jnp.bincount(i, length=n))(idx)       # [B, n]
   return counts.astype(local.dtype) @ local.T / n                   # [B, q]
 
@@ -42,7 +44,7 @@ def bootstrap_means(local, key: jax.Array, num_boot: int = 1000) -> np.ndarray:
     raise EstimatorError("fewer than 2 scoring rows with finite terms; nothing to "
                          "bootstrap.")
   out = _resampled_means(jnp.asarray(local[:, rows], jnp.float32), key,
-                         jnp.zeros(int(num_boot)))
+                         num_boot=int(num_boot))
   return np.asarray(out, np.float64)
 
 

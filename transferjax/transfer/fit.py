@@ -264,8 +264,6 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
     active = active_es | need_budget
     if not active.any():
       break
-    pbar.update(1)
-    pbar.set_postfix(training=int(active.sum()), refresh=False)
     state, train_loss = fitter.epoch(state, jnp.asarray(active), images, labels,
                                      train_idx, train_len, num_classes, keys,
                                      jnp.int32(epoch))
@@ -291,6 +289,8 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
     if eval_images is not None and epoch in budgets:
       budget_logits[epoch] = np.asarray(
           fitter.logits(state["params"], jnp.asarray(eval_images, jnp.float32)))
+    pbar.set_postfix(training=int(active.sum()), refresh=False)
+    pbar.update(1)
   pbar.close()
   logging.info("fit_models: %d models, %d epochs max, %.1fs", num_models,
                int(epochs_run.max()), time.time() - t0)
