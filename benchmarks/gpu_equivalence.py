@@ -1,7 +1,7 @@
 """GPU checks of equivalence, one JSON line each; exits 1 if a check fails.
 
 1. ``cmi``: the k-NN CMI at HIGHEST precision on the GPU equals the CPU's to 1e-4
-   (estimators.md test 18).
+   (the estimator must not depend on the backend).
 2. ``zoo``: the accelerator fast path of the zoo trainer (vmap over models,
    im2col conv, reshape-max pool, default matmul precision: TF32 on Ampere and
    Hopper) and the same in bf16, against each model trained alone with the plain

@@ -72,7 +72,7 @@ def bench(n: int, d_f: int, q: int, metric: str, k: int, repeats: int,
 def binary_data(seed, n, d_f, d_t, df2, dt2):
   """Y ~ Bern(1/2); F, T | Y Gaussian, class signal spread over all columns.
 
-  Truth: g(df2 + dt2) - g(dt2) (research/estimators.md 3b; 0.2770 for (4, 1)).
+  Truth: g(df2 + dt2) - g(dt2) (two-Gaussian-mixture closed form; 0.2770 for (4, 1)).
   """
   rng = np.random.default_rng(seed)
   y = rng.integers(0, 2, n)

@@ -38,6 +38,7 @@ flags.DEFINE_integer("num_sources", 20, "Sources per preset zoo.")
 flags.DEFINE_integer("zoo_epochs", 15, "Source training epochs of preset zoos.")
 flags.DEFINE_integer("pool_size", 10, "Sub-pool size.")
 flags.DEFINE_integer("num_pools", 100, "Random sub-pools per setting.")
+flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
 FLAGS = flags.FLAGS
 
 ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_classes",
@@ -47,7 +48,6 @@ ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   zoos = {}
   for spec in FLAGS.zoos:
     if "=" in spec:
@@ -80,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main, verbosity="warning"))

@@ -3,8 +3,10 @@ r"""Evaluate ranking methods against the fine-tuning ground truth.
 Command (after ``experiments.transfer`` with the same flags; expected runtime
 1-3 min for a 32-source zoo, most of it the cross-fitted target nets)::
 
-  python -m experiments.evaluate --zoo=runs/zoo --workdir=runs/gt \
-      --target=mnist:4,9 --num_labeled=24
+  python -m experiments.evaluate --zoo=runs/zoo --workdir=runs/gt --target=mnist:4,9
+
+Pass the same target and study flags as ``experiments.transfer`` (a mismatch is
+refused, with the stored and the given values).
 
 Expected result: ``report.md`` (tables and figures), ``evaluation.json`` (per
 method: weighted_tau, kendall_tau, spearman, pearson, top1_hit, top3_hit,
@@ -23,7 +25,7 @@ writes ``report.md``, ``evaluation.json`` and a score-vs-ground-truth figure
 no ceiling (one number per source cannot measure its own noise).
 """
 from transferjax import cli
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import study_flags
 from transferjax.study import run_study, summary_table
@@ -35,6 +37,7 @@ flags.DEFINE_string("ground_truth", None, "CSV with columns source,score: evalua
                     "--ranking against it instead of running the study.")
 flags.DEFINE_string("ranking", None, "ranking.json of experiments.rank (or its folder), "
                     "for --ground_truth.")
+flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
 FLAGS = flags.FLAGS
 
 
@@ -61,7 +64,6 @@ def _evaluate_ground_truth():
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   if FLAGS.ground_truth:
     _evaluate_ground_truth()
     return

@@ -23,6 +23,7 @@ from transferjax import cli
 from absl import app
 from absl import flags
 
+from transferjax.data import DEFAULT_FRACTION
 from transferjax.scoring.job import RankRunConfig, run
 from transferjax.scoring.methods import METHODS, RankConfig
 from transferjax.scoring.rank import RankJob
@@ -36,7 +37,8 @@ _TARGET = flags.DEFINE_string("target", "mnist:4,9",
                               "Target spec: mnist:A,B, digits:A,B, spots, faces, npz:PATH[:A,B].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default <zoo>/rank/<target>).")
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Target image side (default: the zoo's).")
-_FRACTION = flags.DEFINE_float("fraction", 0.05, "Labeled share of the target data (D_a).")
+_FRACTION = flags.DEFINE_float("fraction", DEFAULT_FRACTION,
+                               "Labeled share of the target data (D_a); the paper's 5%.")
 _NUM_LABELED = flags.DEFINE_integer("num_labeled", None, "Absolute |D_a| (overrides --fraction).")
 _SPLIT_SEED = flags.DEFINE_integer("split_seed", 0, "Target split seed.")
 _PROTOCOL = flags.DEFINE_enum("protocol", "crossfit", PROTOCOLS,

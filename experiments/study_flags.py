@@ -35,6 +35,14 @@ flags.DEFINE_integer("seed", 0, "Root seed.")
 
 FLAGS = flags.FLAGS
 
+# absl's --helpshort lists only the flags of the module that was run. An entry
+# point makes these its own: ``flags.adopt_module_key_flags(study_flags)`` (all
+# of them) or ``flags.declare_key_flag(name)`` per name (``experiments.transfer``
+# takes the ground-truth flags only).
+GROUND_TRUTH_FLAGS = ("target", "fraction", "num_labeled", "num_splits", "num_seeds",
+                      "max_epochs", "patience", "ft_batch_size", "ft_learning_rate",
+                      "budgets", "freeze_transferred", "seed")
+
 
 def study_config(workdir: str, zoo_dir: str, **overrides) -> StudyConfig:
   """The ``StudyConfig`` of the parsed flags (``overrides`` win)."""

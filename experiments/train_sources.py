@@ -23,6 +23,9 @@ import dataclasses
 from transferjax import cli
 from absl import app, flags, logging
 
+import numpy as np
+
+from transferjax.scoring.weak import weak_sources, weak_sources_message
 from transferjax.train import ZooConfig, run
 
 _D = ZooConfig()
@@ -84,12 +87,16 @@ def config_from_flags(values) -> ZooConfig:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   config = config_from_flags(FLAGS)
   zoo = run(config, FLAGS.workdir)
-  logging.info("zoo of %d models in %s: mean train acc %.3f, mean holdout acc %.3f",
-               zoo.num_models, FLAGS.workdir, zoo.metrics["train_accuracy"].mean(),
-               zoo.metrics["holdout_accuracy"].mean())
+  print(f"zoo of {zoo.num_models} models in {FLAGS.workdir}: mean train acc "
+        f"{zoo.metrics['train_accuracy'].mean():.3f}, mean holdout acc "
+        f"{np.nanmean(zoo.metrics['holdout_accuracy']):.3f}")
+  warning = weak_sources_message(
+      weak_sources(zoo.tasks, zoo.metrics["holdout_accuracy"]), zoo.num_models,
+      zoo.config)
+  if warning:
+    print(warning)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 r"""Ground truth: fine-tune every source of a zoo on a target (and the no-transfer net).
 
 Command (expected runtime on a 2-core CPU for a 32-source zoo, 3 splits x 3
-seeds, |D_a| = 24: about 5-10 min)::
+seeds: about 5-10 min)::
 
-  python -m experiments.transfer --zoo=runs/zoo --target=mnist:4,9 \
-      --num_labeled=24 --workdir=runs/gt
+  python -m experiments.transfer --zoo=runs/zoo --target=mnist:4,9 --workdir=runs/gt
+
+|D_a| defaults to the paper's 5% of the target (``--fraction``; 50 images for
+mnist:4,9), as in ``experiments.rank``, ``evaluate`` and ``demo``.
 
 Expected result: ``transfer.json`` / ``transfer.csv`` (source id, mean AUC, sd,
 epochs used, fixed-budget AUCs) and ``transfer/split_S.json`` per split. A rerun
@@ -19,12 +21,13 @@ from transferjax.study import ground_truth
 
 flags.DEFINE_string("zoo", "runs/zoo", "Workdir of a trained zoo.")
 flags.DEFINE_string("workdir", "runs/gt", "Output folder.")
+for _name in study_flags.GROUND_TRUTH_FLAGS:  # listed by --helpshort
+  flags.declare_key_flag(_name)
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   cfg = study_flags.study_config(FLAGS.workdir, FLAGS.zoo)
   zoo = open_zoo(cfg.zoo_dir)
   gt = ground_truth(cfg, zoo, load_target_for_zoo(cfg.target, zoo, None))

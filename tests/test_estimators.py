@@ -153,8 +153,16 @@ def test_reduce_dim_matches_sklearn_pca():
 def test_cmi_knn_matches_float64_bruteforce(metric):
   y, f, t = _mixed_data(0)
   want = _fp_numpy(y, f.astype(np.float64), t.astype(np.float64), 3, metric)
-  got = E.cmi_knn(y, f, t, k=3, metric=metric)
+  # jitter=0: the reference is the tie-free definition (the default 1e-4
+  # jitter moves this estimate by ~1e-3); f_scale="none": the plain estimator.
+  got = E.cmi_knn(y, f, t, k=3, metric=metric, jitter=0.0, f_scale="none")
   assert abs(float(got) - want) < 1e-4
+  # The default (f_scale="rms") is the same estimator on rescaled blocks.
+  fs, ts, _ = E.scale_blocks(f, t)
+  want_rms = E.cmi_knn(y, fs, ts, k=3, metric=metric, f_scale="none",
+                       standardize=False, jitter=0.0)
+  got_rms = E.cmi_knn(y, f, t, k=3, metric=metric, jitter=0.0)
+  assert abs(float(got_rms) - float(want_rms)) < 1e-6
   # The cKDTree reference (used by the benchmark) is the same estimator.
   ref = reference.cmi_knn_kdtree(y, f, t, k=3, metric=metric)
   assert abs(ref - want) < 1e-9
@@ -181,10 +189,11 @@ def test_mi_knn_matches_sklearn_compute_mi_cd():
   want = _compute_mi_cd(x, y, 3)
   assert want > 0.05  # sklearn clips at 0; keep away from the clip
   with pytest.warns(UserWarning, match="min\\(k, N_y - 1\\)"):
-    got = E.mi_knn(y, x, k=3, metric="euclidean")
+    got = E.mi_knn(y, x, k=3, metric="euclidean", jitter=0.0)
   assert abs(float(got) - want) < 1e-4
   # In 1-D every metric is |x_i - x_j|.
-  assert abs(float(E.mi_knn(y, x, k=3, metric="max")) - float(got)) < 1e-6
+  assert abs(float(E.mi_knn(y, x, k=3, metric="max", jitter=0.0))
+             - float(got)) < 1e-6
 
 
 def test_constant_t_reduces_to_ross():
@@ -219,17 +228,24 @@ def test_binned_many_equals_loop():
 
 def test_scale_and_permutation_invariance():
   y, f, t = _mixed_data(9, n=400)
-  base = float(E.cmi_knn(y, f, t))
+  # Without jitter (its noise is drawn per row position and per scale).
+  E_cmi_knn = E.cmi_knn
+  cmi = lambda *a, **kw: E_cmi_knn(*a, jitter=0.0, **kw)
+  base = float(cmi(y, f, t))
   # Power-of-two scaling is exact in float, so standardized inputs are
   # bit-identical; a general affine map may flip a near-tie (one count
   # moves the mean by ~1e-4), hence the looser bound.
-  assert abs(float(E.cmi_knn(y, f * np.float32(64), t)) - base) < 1e-6
-  assert abs(float(E.cmi_knn(y, 100 * f + 5, t / 3 - 1)) - base) < 1e-3
+  assert abs(float(cmi(y, f * np.float32(64), t)) - base) < 1e-6
+  assert abs(float(cmi(y, 100 * f + 5, t / 3 - 1)) - base) < 1e-3
   perm = np.random.default_rng(9).permutation(400)
-  raw = float(E.cmi_knn(y, f, t, standardize=False))
-  raw_p = float(E.cmi_knn(y[perm], f[perm], t[perm], standardize=False))
+  raw = float(cmi(y, f, t, standardize=False, f_scale="none"))
+  raw_p = float(cmi(y[perm], f[perm], t[perm], standardize=False, f_scale="none"))
   assert abs(raw - raw_p) < 1e-6
-  assert abs(float(E.cmi_knn(y[perm], f[perm], t[perm])) - base) < 1e-3
+  assert abs(float(cmi(y[perm], f[perm], t[perm])) - base) < 1e-3
+  # With the default jitter: the same key gives the same estimate, and the
+  # estimate stays within the jitter's effect of the tie-free one.
+  assert float(E.cmi_knn(y, f, t)) == float(E.cmi_knn(y, f, t))
+  assert abs(float(E.cmi_knn(y, f, t)) - base) < 5e-3
 
 
 def test_tiny_classes_finite_and_local_nan_for_singletons():
@@ -320,8 +336,8 @@ def test_errors_are_clear():
     E.cmi_knn(np.zeros(50, int), f, t)
   with pytest.raises(EstimatorError, match="non-integer values"):
     E.cmi_knn(y + 0.5, f, t)
-  with pytest.raises(EstimatorError, match="needs an explicit PRNG key"):
-    E.cmi_knn(y, f, t, jitter=1e-6)
+  with pytest.raises(EstimatorError, match="jitter must be a finite value"):
+    E.cmi_knn(y, f, t, jitter=-1.0)
   with pytest.raises(EstimatorError, match="metric must be one of"):
     E.cmi_knn(y, f, t, metric="cosine")
   with pytest.raises(EstimatorError, match="fewer than 2 classes remain"):

@@ -1,4 +1,4 @@
-"""Statistical anchors for transferjax.estimators (estimators.md section 6).
+"""Statistical anchors for transferjax.estimators (closed forms and Monte-Carlo truths).
 
 Truths are computed here from closed forms (scipy quad, log-determinants) or
 Monte Carlo with exact posteriors; tolerances follow the observed spread.
@@ -43,7 +43,8 @@ def binary_data(seed, n, d_f, d_t, df2, dt2, spread=False):
 
 
 def test_g_matches_known_values():
-  # Values from estimators.md 3(b); also g(0.25) by direct MC below.
+  # g(d2) = I(Y;X) of two equiprobable unit Gaussians d apart, tabulated by
+  # numerical integration; g(0.25) is also checked by direct MC below.
   for d2, want in [(0.25, 0.030311), (1, 0.111421), (4, 0.336831),
                    (9, 0.526777)]:
     assert abs(g(d2) - want) < 2e-6
@@ -115,7 +116,7 @@ def _ten_class_truth(a, b, n_mc=100_000):
 def test_ten_classes_monte_carlo_truth():
   # 100k MC samples: MC error ~ +-0.005, well inside the 0.05 tolerance.
   truth = _ten_class_truth(1.0, 0.5)
-  assert 0.25 < truth < 0.40  # sanity: estimators.md gives 0.3177 (400k)
+  assert 0.25 < truth < 0.40  # sanity: 0.3177 by a 400k-sample MC run
   mf, mt = _ten_class_model(1.0, 0.5)
   est = [float(E.cmi_knn(*_ten_class_sample(np.random.default_rng(s), 2000,
                                              mf, mt))) for s in range(2)]

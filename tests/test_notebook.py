@@ -2,7 +2,9 @@
 
 Executes ``notebooks/quickstart.ipynb`` in a fresh ``python3`` kernel with
 ``TRANSFERJAX_SMOKE=1`` (4 sources, 1 epoch, 1 split x 1 seed, a temp workdir).
-The kernel is a separate process, so ``conftest.py``'s settings do not reach it:
+The saved outputs in the repository come from the same smoke run
+(``python tests/test_notebook.py`` re-executes and saves them). The kernel is a
+separate process, so ``conftest.py``'s settings do not reach it:
 it runs on one CPU device with full XLA optimizations (measured: disabling them,
 as conftest does, doubles this run's CPU time, since fine-tuning and scoring
 dominate here, not compiles).
@@ -44,26 +46,40 @@ def test_notebook_is_valid_and_colab_ready():
   assert re.search(r"^REPO_URL = ", first, re.M)
   assert first.index("import transferjax") < first.index("pip")
   assert "except ImportError" in first
-  # No stored outputs (a clean notebook in the repository).
-  assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+  assert "OWNER" in first and "TRANSFERJAX_REPO_URL" in first
+  # An "Open in Colab" badge in the first cell.
+  assert "colab.research.google.com/github/" in nb.cells[0].source
+  # Saved outputs of a smoke run, so the notebook previews on a repository page:
+  # every code cell ran, in order, without an error.
+  code = [c for c in nb.cells if c.cell_type == "code"]
+  assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+  assert all(c.get("outputs") for c in code)
+  assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+  assert "Ranking of 4 sources for mnist:4,9 by cmi_knn" in "".join(
+      _text(c) for c in code)
   # The entry points' library calls, not copied logic.
   source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   for call in ("zoo_lib.run(", "rank_run(", "run_study(", "summary_table("):
     assert call in source
 
 
-def test_notebook_runs_in_smoke_mode(tmp_path):
-  nb = nbformat.read(NOTEBOOK, as_version=4)
+def execute_smoke(nb, workdir: str):
+  """Runs ``nb`` in place in smoke mode with ``workdir`` as cwd and TMPDIR."""
   env = dict(os.environ, TRANSFERJAX_SMOKE="1", JAX_PLATFORMS="cpu",
-             TMPDIR=str(tmp_path),
+             TMPDIR=str(workdir), TRANSFERJAX_PROGRESS="0",
              PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   # One CPU device in the kernel (the tests' 4 fake devices are not needed here).
   env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
                             env.get("XLA_FLAGS", "")).strip()
   client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
-                                   resources={"metadata": {"path": str(tmp_path)}})
+                                   resources={"metadata": {"path": str(workdir)}})
   # Raises CellExecutionError (with the traceback) if any cell fails.
   client.execute(env=env)
+
+
+def test_notebook_runs_in_smoke_mode(tmp_path):
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  execute_smoke(nb, tmp_path)
 
   code = [c for c in nb.cells if c.cell_type == "code"]
   text = "\n".join(_text(c) for c in code)
@@ -85,3 +101,13 @@ def test_notebook_runs_in_smoke_mode(tmp_path):
   pngs = list((workdirs[0] / "study" / "figures").glob("*.png"))
   assert len(pngs) >= 3
   assert sum(_images(c) for c in code) == len(pngs)
+
+
+if __name__ == "__main__":
+  # Re-executes the notebook in smoke mode and saves it with its outputs.
+  import tempfile
+  book = nbformat.read(NOTEBOOK, as_version=4)
+  with tempfile.TemporaryDirectory() as tmp:
+    execute_smoke(book, tmp)
+  nbformat.write(book, NOTEBOOK)
+  print(f"saved {NOTEBOOK} with outputs")

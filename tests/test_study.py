@@ -115,7 +115,9 @@ def test_run_study_writes_every_file(setup):
   assert sorted(ev["methods"]) == sorted(METHODS)
   assert ev["num_sources"] == NUM_SOURCES
   assert ev["num_splits"] == 2 and ev["num_seeds"] == 1
-  assert ev["subpool"]["num_pools"] == 10
+  # 10 pools asked for, but only C(4, 3) = 4 distinct pools of 3 out of 4 exist.
+  assert ev["subpool"]["num_pools"] == 4 and ev["subpool"]["exhaustive"]
+  assert ev["answer"] and len(ev["sources"]) == NUM_SOURCES
   assert set(ev["seconds"]) == {"ground_truth", "rankings", "evaluation"}
   assert list(ev["budgets"]) == ["1_epochs"]
   for m in METHODS:
@@ -123,6 +125,9 @@ def test_run_study_writes_every_file(setup):
   report = (work / "report.md").read_text()
   for m in METHODS:
     assert m in report
+  assert report.index("## Answer") < report.index("## Methods")
+  assert (work / "evaluation_table.csv").exists()
+  assert (work / "evaluation_table.tex").exists()
   assert "fig7_features.png" in report
 
 
@@ -199,12 +204,14 @@ def test_a_lost_split_is_recomputed_identically(setup, monkeypatch):
 def test_changed_settings_are_refused(setup, monkeypatch):
   _forbid(monkeypatch)
   cfg = setup["cfg"]
-  with pytest.raises(CheckpointError, match=r"different settings \(num_seeds\)"):
+  with pytest.raises(CheckpointError,
+                     match=r"different settings: num_seeds: stored 1, given 2\."):
     study.run_study(dataclasses.replace(cfg, num_seeds=2))
   # The ranking job is not part of the ground truth's signature: the transfer
   # files are reused and the score files refuse.
   job = dataclasses.replace(cfg.job, folds=4)
-  with pytest.raises(CheckpointError, match=r"scores.*different settings \(job\)"):
+  with pytest.raises(CheckpointError,
+                     match=r"scores.*different settings: job\.folds: stored \d, given 4"):
     study.run_study(dataclasses.replace(cfg, job=job))
 
 

@@ -12,7 +12,7 @@ The leaderboard then aggregates, per method:
   (varying) changes, with zoo and sub-pool fixed?
 * the leave-one-target-out prior (a source's mean ground truth on the *other*
   targets of the same zoo), the baseline that beats published metrics on the
-  standard benchmarks (research/transferability-metrics.md), as a method.
+  standard model-selection benchmarks, as a method.
 """
 from __future__ import annotations
 
@@ -57,6 +57,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
   from transferjax.metrics import loo_prior
   if not cfg.zoos or not cfg.targets:
     raise ConfigError("The benchmark needs at least one zoo and one target.")
+  tio.check_output_dir(cfg.workdir)
   t0 = time.time()
   settings = []   # (zoo, target, truth [q], scores {m: [q]})
   for zoo_name, zoo_dir in cfg.zoos.items():

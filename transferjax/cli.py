@@ -40,13 +40,69 @@ def use_cpu_cores() -> int | None:
   return count
 
 
-def guard(main):
-  """Wraps an absl ``main``: TransferJaxError/TrainingError -> message, exit 2."""
+# Flags that name an output folder; checked before an entry point does any work.
+OUTPUT_FLAGS = ("workdir",)
+
+
+def check_output_flags() -> None:
+  """``io.check_output_dir`` on every output-folder flag that is set (a
+  default derived later, e.g. rank's ``<zoo>/rank/<target>``, is checked by the
+  library ``run`` that derives it)."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from transferjax import io  # pylint: disable=g-import-not-at-top
+  for name in OUTPUT_FLAGS:
+    if name in flags.FLAGS and flags.FLAGS[name].value:
+      io.check_output_dir(flags.FLAGS[name].value, f"--{name}")
+
+
+_OWN_CODE = tuple(os.path.dirname(os.path.abspath(p)) + os.sep for p in (
+    __file__, os.path.join(os.path.dirname(os.path.dirname(__file__)),
+                           "experiments", "x")))
+
+
+class _OwnInfoOnly(logging.Filter):
+  """Passes WARNING and above from anywhere; INFO only from transferjax's own
+  modules (library INFO, e.g. orbax's ~30 lines per checkpoint, is dropped)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return (record.levelno >= logging.WARNING
+            or os.path.abspath(record.pathname).startswith(_OWN_CODE))
+
+
+def configure_logging(default: str = "info") -> None:
+  """The entry points' logging: ``--verbosity`` when given, else ``default``.
+
+  With the default "info" our own progress lines (per chunk, per step, with
+  ETAs) show and other libraries' INFO does not; ``--verbosity=0`` shows every
+  library's INFO too, ``--verbosity=-1`` only warnings. "warning" keeps an
+  entry point to its own printed lines.
+  """
+  from absl import flags
+  from absl import logging as absl_logging
+  handler = absl_logging.get_absl_handler()
+  for f in [f for f in handler.filters if isinstance(f, _OwnInfoOnly)]:
+    handler.removeFilter(f)
+  if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
+    return
+  absl_logging.set_verbosity(default)
+  if default == "info":
+    handler.addFilter(_OwnInfoOnly())
+
+
+def guard(main, *, verbosity: str = "info"):
+  """Wraps an absl ``main``: TransferJaxError/TrainingError -> message, exit 2.
+
+  Also sets up CPU devices (``use_cpu_cores``) and logging
+  (``configure_logging(verbosity)``, which ``--verbosity`` overrides), and checks
+  the output folders before any work starts (``check_output_flags``).
+  """
 
   @functools.wraps(main)
   def wrapped(argv):
     use_cpu_cores()
+    configure_logging(verbosity)
     try:
+      check_output_flags()
       return main(argv)
     except (TransferJaxError, TrainingError) as e:
       print(f"error ({type(e).__name__}): {e}", file=sys.stderr)

@@ -15,12 +15,32 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from transferjax.errors import ConfigError
+
+
+def _umask() -> int:
+  """The process umask. Linux reports it in /proc; elsewhere it can only be read
+  by setting it and restoring it at once (briefly visible to other threads)."""
+  try:
+    with open("/proc/self/status", encoding="ascii") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except OSError:
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
 
 def _atomic_write_bytes(path: str, data: bytes) -> None:
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
   try:
+    # mkstemp creates the file 0600; the renamed output must get the mode any
+    # ordinary open() would give it (0666 minus the user's umask).
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
@@ -30,6 +50,38 @@ def _atomic_write_bytes(path: str, data: bytes) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def check_output_dir(path: str, what: str = "--workdir") -> str:
+  """ConfigError unless ``path`` is (or can be created as) a writable folder.
+
+  Entry points call it before any work, so a folder that is an existing file
+  (or lies under one) is reported at once, not after minutes of training.
+
+  Args:
+    path: the output folder.
+    what: how the user named it (a flag), for the message.
+
+  Returns:
+    ``path``.
+  """
+  if not isinstance(path, str) or not path:
+    raise ConfigError(f"{what} must be a folder path, got {path!r}.")
+  probe = os.path.abspath(path)
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if os.path.exists(probe) and not os.path.isdir(probe):
+    where = ("is an existing file" if probe == os.path.abspath(path)
+             else f"lies under {probe}, which is a file")
+    raise ConfigError(f"{what}={path} {where}, not a folder. Pass a folder path "
+                      f"(e.g. {what}={path}.d) or move that file away.")
+  if os.path.isdir(probe) and not os.access(probe, os.W_OK | os.X_OK):
+    raise ConfigError(f"{what}={path}: no write permission in {probe}. Pass a "
+                      "folder you can write to.")
+  return path
 
 
 def _to_jsonable(x: Any) -> Any:

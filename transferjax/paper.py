@@ -8,7 +8,7 @@
   CalTech-256 "limited data" setting), target MNIST 4-vs-9.
 
 Defaults are sized for minutes on 2 CPU cores and for an informative ground
-truth (research/feasibility.md: at the paper's 5% of the offline MNIST pair every
+truth (at the paper's 5% of the offline MNIST pair every
 source reaches ~0.99 AUC and the ranking cannot be judged, so ``mnist`` and
 ``limited`` default to |D_a| = 24 labeled images; ``--num_labeled=0
 --fraction=0.05`` gives the paper's setting). ``num_sources`` and the zoo flags
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 
 from transferjax.errors import ConfigError
+from transferjax.io import check_output_dir
 from transferjax.study import StudyConfig, run_study
 from transferjax.train import zoo as zoo_lib
 
@@ -56,5 +57,6 @@ def preset(experiment: str, num_sources: int, zoo_epochs: int) -> Preset:
 def run(zoo_cfg: zoo_lib.ZooConfig, study: StudyConfig, *,
         fractions: tuple[float, ...] = (), title: str = "") -> dict:
   """Trains (or resumes) the zoo in ``study.zoo_dir``, then runs the whole study."""
+  check_output_dir(study.workdir)
   zoo_lib.run(zoo_cfg, study.zoo_dir)
   return run_study(study, fractions=fractions, title=title or None)

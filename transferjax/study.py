@@ -27,11 +27,12 @@ import jax
 import numpy as np
 
 from transferjax import io as tio
-from transferjax.data import paper_split, split_sizes_report
+from transferjax.data import DEFAULT_FRACTION, paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
 from transferjax.scoring.methods import DEFAULT_EVAL_METHODS, METHODS, RankConfig
-from transferjax.scoring.rank import RankJob, score_zoo
+from transferjax.scoring.informative import ranking_warnings
+from transferjax.scoring.rank import RankJob, gamma_max, score_zoo
 from transferjax.transfer.finetune import finetune_sources
 from transferjax.transfer.fit import FitConfig
 
@@ -57,7 +58,7 @@ class StudyConfig:
   workdir: str
   zoo_dir: str
   target: str = "mnist:4,9"
-  fraction: float = 0.05
+  fraction: float = DEFAULT_FRACTION
   num_labeled: int | None = None
   num_splits: int = 3
   num_seeds: int = 3
@@ -99,6 +100,23 @@ def _signature(cfg: StudyConfig, target) -> dict:
           "zoo": os.path.abspath(cfg.zoo_dir)}
 
 
+def _describe_diff(stored: dict, signature: dict, keys: list[str]) -> str:
+  """``key: stored X, given Y`` per differing key (long values shortened)."""
+  def short(v):
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
+  parts = []
+  for k in keys:
+    a, b = stored.get(k), tio._to_jsonable(signature[k])
+    if isinstance(a, dict) and isinstance(b, dict):  # name the differing fields
+      sub = [f for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+      parts += [f"{k}.{f}: stored {short(a.get(f))}, given {short(b.get(f))}"
+                for f in sub]
+    else:
+      parts.append(f"{k}: stored {short(a)}, given {short(b)}")
+  return "; ".join(parts)
+
+
 def _reuse(path: str, signature: dict) -> dict | None:
   if not os.path.exists(path):
     return None
@@ -107,8 +125,9 @@ def _reuse(path: str, signature: dict) -> dict | None:
   diff = [k for k in signature if stored.get(k) != tio._to_jsonable(signature[k])]
   if diff:
     raise CheckpointError(
-        f"{path} was made with different settings ({', '.join(diff)}); use a new "
-        "--workdir or the same flags.")
+        f"{path} was made with different settings: {_describe_diff(stored, signature, diff)}. "
+        "Rerun with the stored values (e.g. the same --target / --num_labeled / "
+        "--num_seeds as experiments.transfer) or use a new --workdir.")
   return data
 
 
@@ -130,6 +149,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     ``{"auc": [q, seeds, splits], "no_transfer": [seeds, splits], "epochs": ...,
     "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
   """
+  tio.check_output_dir(cfg.workdir)
   sig = _signature(cfg, target)
   def fine_tune(s):
     t0 = time.time()
@@ -165,8 +185,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
   for i, task in enumerate(zoo.tasks):
     rows.append({"source_id": task.task_id, "pool": task.pool,
                  "num_classes": task.num_classes,
-                 "auc_mean": result["auc"][i].mean(), "auc_sd": result["auc"][i].std(ddof=1)
-                 if result["auc"][i].size > 1 else 0.0,
+                 "auc_mean": result["auc"][i].mean(), "auc_sd": _sd(result["auc"][i]),
                  "epochs_mean": result["epochs"][i].mean(),
                  **{f"auc_{b}ep": result["budget_auc"][b][i].mean() for b in budgets}})
   if jax.process_index() == 0:
@@ -174,8 +193,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     tio.write_json(os.path.join(cfg.workdir, "transfer.json"),
                    {"target": cfg.target, "sources": rows,
                     "no_transfer": {"mean": result["no_transfer"].mean(),
-                                    "sd": result["no_transfer"].std(ddof=1)
-                                    if result["no_transfer"].size > 1 else 0.0},
+                                    "sd": _sd(result["no_transfer"])},
                     "auc": result["auc"], "no_transfer_runs": result["no_transfer"]})
   return result
 
@@ -203,6 +221,33 @@ def _rbm_params(cfg: StudyConfig, zoo) -> Any:
   return params
 
 
+def _score_warnings(job: RankJob, inp, scoring, scores: dict) -> dict:
+  """``{method: [sentence, ...]}`` for methods whose scores carry no
+  information on this split (``transferjax.scoring.informative``)."""
+  g_max = (gamma_max(inp, job.rank)
+           if any(m.startswith("cmi") for m in scores) else None)
+  out = {}
+  for m, v in scores.items():
+    warn, _ = ranking_warnings(inp.labels, inp.t, v, m,
+                               g_max if m.startswith("cmi") else None,
+                               scoring.images)
+    if warn:
+      out[m] = warn
+  return out
+
+
+def _report_warnings(cfg: StudyConfig) -> list[str]:
+  """Report lines for the per-split warnings stored with the scores."""
+  lines = []
+  for s in range(cfg.num_splits):
+    path = os.path.join(cfg.workdir, "scores", f"split_{s}.json")
+    if os.path.exists(path):
+      for m, warn in (tio.read_json(path).get("warnings") or {}).items():
+        lines += [f"WARNING ({m}, split {s}): its scores carry no information. {w}"
+                  for w in warn]
+  return lines
+
+
 def rankings(cfg: StudyConfig, zoo, target) -> dict:
   """Scores of every method on every split (resumable per split).
 
@@ -218,7 +263,8 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
     job = dataclasses.replace(cfg.job, rank=dataclasses.replace(
         cfg.job.rank, seed=cfg.job.rank.seed + s))
     methods = tuple(m for m in cfg.methods if m != "rbm")
-    scores, _, scoring = score_zoo(zoo, split, job, methods=methods)
+    scores, inp, scoring = score_zoo(zoo, split, job, methods=methods)
+    warnings = _score_warnings(job, inp, scoring, scores)
     if rbm is not None:
       from transferjax.baselines import rbm as rbm_lib
       scores["rbm"] = np.asarray(rbm_lib.rbm_scores(
@@ -227,12 +273,21 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
           f"in {time.time() - t0:.0f}s", flush=True)
     return {"split": s, "scoring_set_size": len(scoring.labels),
             "scores": {m: np.asarray(v, np.float64) for m, v in scores.items()},
+            "warnings": warnings,
             "seconds": round(time.time() - t0, 1)}
 
   per_split = [_cached(os.path.join(cfg.workdir, "scores", f"split_{s}.json"), sig,
                        lambda s=s: score(s)) for s in range(cfg.num_splits)]
   return {m: np.stack([np.asarray(d["scores"][m], np.float64) for d in per_split], -1)
           for m in cfg.methods}
+
+
+def _sd(values) -> float:
+  """Sample sd (ddof=1) of the finite values; NaN ("undefined", shown as a
+  dash) with fewer than two, never a made-up 0.0."""
+  v = np.asarray(values, np.float64).ravel()
+  v = v[np.isfinite(v)]
+  return float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
 
 def _per_split(scores: dict, truth: np.ndarray) -> dict:
@@ -243,7 +298,7 @@ def _per_split(scores: dict, truth: np.ndarray) -> dict:
   for m, sc in scores.items():
     taus = [stats.rank_statistics(sc[:, s], truth) for s in range(sc.shape[1])]
     out[m] = {key: {"mean": float(np.nanmean([t[key] for t in taus])),
-                    "sd": float(np.nanstd([t[key] for t in taus]))}
+                    "sd": _sd([t[key] for t in taus])}
               for key in ("weighted_tau", "spearman")}
   return out
 
@@ -275,9 +330,9 @@ def fraction_curve(cfg: StudyConfig, zoo, target, fractions: tuple[float, ...],
       rows.append({"fraction": frac, "train_size": split.train.num_examples,
                    "best_source": zoo.tasks[pick[0]].task_id,
                    "worst_source": zoo.tasks[pick[1]].task_id,
-                   "best": out.auc[0].mean(), "best_sd": out.auc[0].std(),
-                   "worst": out.auc[1].mean(), "worst_sd": out.auc[1].std(),
-                   "none": out.no_transfer.mean(), "none_sd": out.no_transfer.std()})
+                   "best": out.auc[0].mean(), "best_sd": _sd(out.auc[0]),
+                   "worst": out.auc[1].mean(), "worst_sd": _sd(out.auc[1]),
+                   "none": out.no_transfer.mean(), "none_sd": _sd(out.no_transfer)})
       print(f"fraction {frac}: best {rows[-1]['best']:.4f} worst {rows[-1]['worst']:.4f} "
             f"none {rows[-1]['none']:.4f}", flush=True)
     return {"rows": rows}
@@ -289,7 +344,8 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
              fractions: tuple[float, ...] = (), title: str | None = None) -> dict:
   """Rank statistics, reliability ceiling, figures; writes report.md/evaluation.json."""
   from transferjax.evaluation import figures as figs
-  from transferjax.evaluation import report, stats
+  from transferjax.evaluation import answer, report, stats
+  from transferjax.scoring.weak import weak_sources, weak_sources_message
   from transferjax.train import zoo as zoo_lib
   mean_scores = {m: v.mean(axis=1) for m, v in scores.items()}
   truth = gt["auc"].reshape(gt["auc"].shape[0], -1).mean(1)
@@ -318,8 +374,10 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
   paths = [figs.plot_score_vs_auc(
       mean_scores, truth, float(np.mean(gt["no_transfer"])),
       os.path.join(fig_dir, "fig6_score_vs_auc.png"),
-      auc_err=gt["auc"].reshape(len(truth), -1).std(1),
-      title=f"{cfg.target}: ranking score vs AUC after transfer")]
+      auc_err=(gt["auc"].reshape(len(truth), -1).std(1, ddof=1)
+               if gt["auc"].reshape(len(truth), -1).shape[1] > 1 else None),
+      title=f"{cfg.target}: ranking score vs AUC after transfer",
+      point_labels=[t.task_id for t in zoo.tasks])]
   names, taus = stats.subpool_table(mean_scores, truth,
                                     pool_size=min(10, len(truth) - 1), num_pools=100,
                                     seed=cfg.seed)
@@ -348,7 +406,8 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
         os.path.join(fig_dir, "fig8_auc_vs_fraction.png"), best_sd=col("best_sd"),
         worst_sd=col("worst_sd"), none_sd=col("none_sd")))
     ev["fraction_curve"] = r
-  notes = [
+  # Warnings first: a reader must see them before any table is believed.
+  notes = _report_warnings(cfg) + [
       f"Target {cfg.target}; D_a = {cfg.num_labeled or cfg.fraction} "
       f"(sizes of split 0: {gt['sizes']}); {cfg.num_splits} splits x "
       f"{cfg.num_seeds} fine-tuning seeds; ranking protocol {cfg.job.protocol}.",
@@ -360,18 +419,39 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
     notes.append("WARNING: this ground truth is degenerate (spread across sources "
                  "not above seed/split noise); no ranking can be judged here.")
   for b, e in ev["budgets"].items():
+    ceil_b = (e["ceiling"] or {}).get("spearman")
     notes.append(f"Fixed budget {b} (no early stopping): ceiling "
-                 f"{(e['ceiling'] or {}).get('spearman', float('nan')):.3f} (Spearman); "
+                 + (f"{ceil_b:.3f} (Spearman); " if ceil_b is not None
+                    else "undefined (one run per source); ")
                  + ", ".join(f"{m} Spearman {v['spearman']:.3f}"
                              for m, v in e["methods"].items()))
+  weak = weak_sources(zoo.tasks, zoo.metrics.get(
+      "holdout_accuracy", np.full(len(zoo.tasks), np.nan)))
+  warning = weak_sources_message(weak, len(zoo.tasks), zoo.config)
+  if warning:
+    notes.insert(0, warning)
+  ev["weak_sources"] = weak
+  nt_mean = float(np.mean(gt["no_transfer"]))
+  src_rows = answer.source_rows([t.task_id for t in zoo.tasks],
+                                [t.num_classes for t in zoo.tasks], gt["auc"],
+                                mean_scores[primary], primary, nt_mean)
+  ev["answer"] = answer.answer(ev, src_rows, primary)
+  ev["sources"] = src_rows
+  lead = ["## Answer", "", ev["answer"], "",
+          f"## Sources, ranked by {primary}", "",
+          report.leaderboard_markdown(src_rows, float_fmt="{:.4f}")]
+  answer.write_tables(cfg.workdir, ev,
+                      caption=f"Ranking methods vs fine-tuning, {cfg.target}")
   report.write_report(cfg.workdir, ev, paths,
-                      title=title or f"Source ranking for {cfg.target}", notes=notes)
+                      title=title or f"Source ranking for {cfg.target}",
+                      notes=[f"- {n}" for n in notes], lead=lead)
   return ev
 
 
 def run_study(cfg: StudyConfig, *, fractions: tuple[float, ...] = (),
               title: str | None = None) -> dict:
   """Ground truth, rankings and evaluation for an existing zoo."""
+  tio.check_output_dir(cfg.workdir)
   zoo = open_zoo(cfg.zoo_dir)
   target = load_target_for_zoo(cfg.target, zoo, None)
   t0 = time.time()
@@ -389,21 +469,31 @@ def run_study(cfg: StudyConfig, *, fractions: tuple[float, ...] = (),
 
 def summary_table(ev: dict) -> str:
   """A short plain-text table of the main statistics per method."""
-  ceil = ev.get("ceiling") or {}
+  ceil = ev.get("ceiling")
   lines = [f"{'method':<20} {'w.tau':>7} {'spearman':>8} {'pearson':>8} "
-           f"{'top1':>5} {'top3':>5} {'regret':>7}",
-           f"{'(ceiling)':<20} {ceil.get('weighted_tau', float('nan')):>7.3f} "
-           f"{ceil.get('spearman', float('nan')):>8.3f} "
-           f"{ceil.get('pearson', float('nan')):>8.3f}"]
+           f"{'top1':>5} {'top3':>5} {'regret':>7}"]
+  if ceil:
+    lines.append(f"{'(ceiling)':<20} {ceil.get('weighted_tau', float('nan')):>7.3f} "
+                 f"{ceil.get('spearman', float('nan')):>8.3f} "
+                 f"{ceil.get('pearson', float('nan')):>8.3f}")
+  else:
+    lines.append(f"{'(ceiling)':<20} undefined: needs >= 2 runs per source "
+                 "(--num_splits x --num_seeds >= 2)")
   for m, s in ev["methods"].items():
     lines.append(f"{m:<20} {s['weighted_tau']:>7.3f} {s['spearman']:>8.3f} "
                  f"{s['pearson']:>8.3f} {s['top1_hit']:>5.2f} {s['top3_hit']:>5.2f} "
                  f"{s['regret']:>7.4f}")
   nt = ev.get("no_transfer") or {}
-  lines.append(f"no-transfer AUC {nt.get('mean', float('nan')):.4f} +- "
-               f"{nt.get('sd', float('nan')):.4f}; sources "
+  sd = nt.get("sd")
+  sd = (f"+- {sd:.4f}" if sd is not None and np.isfinite(sd)
+        else "(one run: sd undefined)")
+  degenerate = {True: "yes (sources not distinguishable above noise)",
+                False: "no", None: "not assessed (needs >= 2 runs per source)"}
+  lines.append(f"no-transfer AUC {nt.get('mean', float('nan')):.4f} {sd}; sources "
                f"{ev['truth_spread']['min']:.4f}..{ev['truth_spread']['max']:.4f}; "
                f"negative-transfer sources: "
                f"{next(iter(ev['methods'].values())).get('num_negative', 'n/a')}; "
-               f"degenerate: {ev.get('degenerate')}")
+               f"ground truth degenerate: {degenerate[ev.get('degenerate')]}")
+  if ev.get("answer"):
+    lines.append(ev["answer"].replace("**", ""))
   return "\n".join(lines)

@@ -21,8 +21,9 @@ def load_npz_dataset(path: str, *, image_size: int | None = None,
   """A user's ``.npz`` of ``images`` and ``labels`` (optional ``class_names``).
 
   Args:
-    path: file with ``images`` ``[n, h, w]``, ``[n, h, w, 1]`` or
-      ``[n, h, w, 3]`` of any real dtype (uint8 is divided by 255; floats
+    path: file with ``images`` ``[n, h, w]``, ``[n, h, w, 1]``,
+      ``[n, h, w, 3]`` (RGB) or ``[n, h, w, 4]`` (RGBA: alpha dropped, as
+      ``to_gray`` does) of any real dtype (uint8 is divided by 255; floats
       must be in [0, 1] or are min-max scaled, noted in the metadata),
       ``labels`` ``[n]`` integers ``0..c-1`` and optionally ``class_names``
       ``[c]`` strings. Loaded with ``allow_pickle=False``.
@@ -62,9 +63,10 @@ def load_npz_dataset(path: str, *, image_size: int | None = None,
     raise DataError(f"{path}: not a readable .npz file ({type(e).__name__}: {e}). "
                     f"It may be truncated or not an npz. {fix}") from e
   name = f"npz:{os.path.basename(path)}"
-  if images.ndim == 4 and images.shape[-1] not in (1, 3) or images.ndim not in (3, 4):
+  if images.ndim == 4 and images.shape[-1] not in (1, 3, 4) or images.ndim not in (3, 4):
     raise DataError(f"{path}: images have shape {images.shape}; expected "
-                    f"[n, h, w], [n, h, w, 1] or [n, h, w, 3]. {fix}")
+                    f"[n, h, w], [n, h, w, 1], [n, h, w, 3] (RGB) or [n, h, w, 4] "
+                    f"(RGBA, alpha dropped). {fix}")
   if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
     raise DataError(f"{path}: {images.shape[0]} images but labels of shape "
                     f"{labels.shape}; give exactly one label per image. {fix}")

@@ -80,6 +80,14 @@ def _pool_weights(pools: list[dict], weights) -> np.ndarray:
   return w / w.sum()
 
 
+def min_rows_per_class(holdout_fraction: float) -> int:
+  """Fewest images a class needs to give a task >= 1 training row and, when
+  ``holdout_fraction > 0``, >= 1 holdout row (``round(holdout_fraction * m)``)."""
+  if holdout_fraction <= 0:
+    return 1
+  return max(2, int(np.ceil(0.5 / holdout_fraction - 1e-9)))
+
+
 def make_source_tasks(pool: Dataset, num_tasks: int, *, min_classes: int = 2,
                       max_classes: int | None = None,
                       max_per_class: int | None = None,
@@ -132,14 +140,24 @@ def make_source_tasks(pool: Dataset, num_tasks: int, *, min_classes: int = 2,
     pools = [{"name": pool_name or pool.name, "class_offset": 0,
               "num_classes": pool.num_classes}]
   counts = pool.class_counts()
+  need = min_rows_per_class(holdout_fraction)
   for p in pools:
     classes = np.arange(p["class_offset"], p["class_offset"] + p["num_classes"])
     p["classes"] = classes[counts[classes] > 0]  # Classes with examples.
     available = len(p["classes"])
+    usable = int(np.sum(counts[classes] >= need))
+    if usable < 2:
+      raise DataError(
+          f"make_source_tasks: pool {p['name']!r} is too small for source tasks: "
+          f"it has {int(counts[classes].sum())} images and {usable} class(es) with "
+          f">= {need} images, but a task needs at least 2 classes with >= {need} "
+          f"images each (>= 1 training and >= 1 holdout image per class at "
+          f"holdout_fraction={holdout_fraction}), i.e. at least {2 * need} "
+          "images. Use a larger pool.")
     if min_classes > available:
       raise DataError(f"make_source_tasks: min_classes={min_classes} but pool "
                       f"{p['name']!r} has only {available} classes with examples; "
-                      "lower min_classes.")
+                      f"lower min_classes to <= {available}.")
     if not combined and max_classes is not None and max_classes > available:
       raise DataError(f"make_source_tasks: max_classes={max_classes} but pool "
                       f"{p['name']!r} has only {available} classes; lower "

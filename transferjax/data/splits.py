@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from transferjax.data.container import Dataset
-from transferjax.data.registry import load_dataset
+from transferjax.data.registry import dataset_options, load_dataset
 from transferjax.data.tasks import TargetSplit
 from transferjax.errors import DataError
 
@@ -73,6 +73,20 @@ def _parse_pair(text: str) -> tuple[str, str] | None:
   return None
 
 
+def _names_a_dataset(name: str) -> bool:
+  """Whether ``name`` is a registry name (``mnist``, ``npz:PATH``, ``a+b``)."""
+  try:
+    dataset_options(name)
+  except DataError:
+    return False
+  return True
+
+
+def _looks_like_classes(text: str) -> bool:
+  # "4", "4,9,1", "cat": a class list after a data set name, not a path.
+  return "/" not in text and not text.endswith(".npz")
+
+
 def load_target(spec: str, **options) -> Dataset:
   """Loads a target task from a spec.
 
@@ -94,6 +108,11 @@ def load_target(spec: str, **options) -> Dataset:
   head, sep, tail = spec.rpartition(":")
   if sep and head and _parse_pair(tail):
     base, pair = head, _parse_pair(tail)
+  elif sep and head and _names_a_dataset(head) and _looks_like_classes(tail):
+    raise DataError(
+        f"Target spec {spec!r}: malformed class list {tail!r} after {head!r}; a "
+        f"target names exactly two classes NEGATIVE,POSITIVE (e.g. {head}:4,9), "
+        f"or none for the whole data set ({head}).")
   ds = load_dataset(base, **options)
   if pair is None:
     return ds
@@ -110,13 +129,20 @@ def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
   return np.minimum(alloc, counts)
 
 
+# The one default for how many target images are labeled (D_a): the paper's 5%
+# of the target data (50 images for mnist:4,9). Every entry point (rank,
+# transfer, evaluate, demo) and the notebook use it unless --num_labeled or
+# --fraction says otherwise.
+DEFAULT_FRACTION = 0.05
+
+
 def _split_counts(counts: np.ndarray, num_labeled: int, val_fraction: float):
   labeled = _allocate(counts, num_labeled)
   val = _round_half_up(val_fraction * labeled)
   return labeled, labeled - val, val
 
 
-def paper_split(ds: Dataset, *, fraction: float = 0.05, val_fraction: float = 0.15,
+def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction: float = 0.15,
                 seed: int = 0, num_labeled: int | None = None,
                 min_val_per_class: int = 2) -> TargetSplit:
   """The paper's split: ``D_a`` (``D_t`` + ``D_v``) and the test set ``D_e``.
@@ -165,9 +191,25 @@ def paper_split(ds: Dataset, *, fraction: float = 0.05, val_fraction: float = 0.
   if bad:
     cid, a, t, v, e = min(bad, key=lambda b: (b[3], b[2], b[4]))  # Worst class.
     smallest = next((m for m in range(num_labeled + 1, n) if not problems(m)), None)
-    fix = (f"The smallest size that works is num_labeled={smallest} "
-           f"(fraction >= {smallest / n:.4f})" if smallest and smallest > num_labeled
-           else "Lower fraction/num_labeled so every class keeps test examples")
+    # Fewest labeled images of one class that give min_val_per_class in D_v and
+    # >= 1 in D_t; the class also needs >= 1 in D_e.
+    per_class = next(a for a in range(2, 10**6)
+                     if _round_half_up(val_fraction * a) >= min_val_per_class
+                     and a - _round_half_up(val_fraction * a) >= 1)
+    too_small = [ds.class_names[c] for c in present if counts[c] < per_class + 1]
+    if smallest and smallest > num_labeled:
+      fix = (f"The smallest size that works is num_labeled={smallest} "
+             f"(fraction >= {smallest / n:.4f})")
+    elif too_small:
+      raise DataError(
+          f"paper_split of {ds.name!r} with {what}: the target is too small for "
+          f"any labeled size: class(es) {too_small} have fewer than "
+          f"{per_class + 1} images, but each class needs {per_class} labeled "
+          f"images (>= {min_val_per_class} in D_v, min_val_per_class, and >= 1 in "
+          f"D_t at val_fraction={val_fraction}) plus >= 1 test image in D_e. Use "
+          "a target with more images per class.")
+    else:
+      fix = "Lower fraction/num_labeled so every class keeps test examples"
     raise DataError(
         f"paper_split of {ds.name!r} with {what}: class {ds.class_names[cid]!r} "
         f"({counts[cid]} examples) gets {a} labeled -> {t} in D_t, {v} in D_v, "

@@ -67,7 +67,7 @@ def _example_grid(ds, path: str, config: Config) -> None:
 
 def run(config: Config) -> dict[str, Any]:
   """Loads, prints and plots each data set; returns (and writes) the summary."""
-  os.makedirs(config.workdir, exist_ok=True)
+  os.makedirs(io.check_output_dir(config.workdir), exist_ok=True)
   summary: dict[str, Any] = {"config": dataclasses.asdict(config), "datasets": {}}
   for name in config.datasets:
     start = time.perf_counter()

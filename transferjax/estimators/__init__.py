@@ -17,6 +17,7 @@ from transferjax.estimators.knn import cmi_knn
 from transferjax.estimators.knn import cmi_knn_chain
 from transferjax.estimators.knn import cmi_knn_many
 from transferjax.estimators.knn import mi_knn
+from transferjax.estimators.knn import scale_blocks
 from transferjax.estimators.null import null_cmi
 from transferjax.estimators.null import permute_within_t_bins
 
@@ -25,4 +26,5 @@ __all__ = [
     "conditional_entropy_y_given_t", "entropy_plugin", "reduce_dim",
     "t_codes", "cmi_gaussian", "cmi_fp", "cmi_knn", "cmi_knn_chain",
     "cmi_knn_many", "mi_knn", "null_cmi", "permute_within_t_bins",
+    "scale_blocks",
 ]

@@ -7,7 +7,7 @@ the Miller-Madow correction H_MM = H_ML + (m - 1) / (2n) (m: occupied cells).
 F is reduced first (PCA then per-component equal-frequency bins, k-means
 vector quantization, or per-column bins); T gets per-column equal-frequency
 bins when dT <= 2 and k-means codes otherwise. Keep n / (C * B_F * B_T) >= 5-10:
-the plug-in is biased upward when cells are undersampled (estimators.md 1.7).
+the plug-in is biased upward when cells are undersampled (Miller 1955; Paninski 2003).
 """
 from __future__ import annotations
 
@@ -364,7 +364,8 @@ def conditional_entropy_y_given_t(y, t, *, method: str = "binned",
     bins_t, t_reduce: T codes for "binned".
     miller_madow: MM correction of the plug-in entropies.
     k, metric: for "knn".
-    key: PRNG key for k-means T codes.
+    key: PRNG key for k-means T codes ("binned") or the tie-breaking jitter
+      of `mi_knn` ("knn").
 
   Returns:
     float32 scalar.
@@ -376,7 +377,9 @@ def conditional_entropy_y_given_t(y, t, *, method: str = "binned",
   if method == "knn":
     from transferjax.estimators.knn import mi_knn  # avoid an import cycle
     h_y = entropy_plugin(yc, n_y, miller_madow=miller_madow)
-    return h_y - mi_knn(y_arr, t, k=k, metric=metric)
+    # Jitter on (mi_knn's default): a tied or constant T must not push the
+    # bound below 0 (a constant T gave H(Y|T) = H(Y) - 1.5 nats without it).
+    return h_y - mi_knn(y_arr, t, k=k, metric=metric, key=key)
   if method != "binned":
     raise EstimatorError(f"method must be 'binned' or 'knn', got {method!r}.")
   t = _checks.as_features(t, y_arr.shape[0], "t")
@@ -403,7 +406,7 @@ def reduce_dim(f, p: int, *, method: str = "pca", standardize: bool = True):
   """Projects every source onto its top-p principal components.
 
   High-dimensional k-NN estimates are biased low by an amount that grows with
-  dF (estimators.md section 3), so sources are compared on one common p.
+  dF (docs/notes/estimators.md), so sources are compared on one common p.
 
   Args:
     f: features `[n, d]` or `[q, n, d]`.

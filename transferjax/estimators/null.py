@@ -87,7 +87,7 @@ def null_cmi(estimator: Callable, y, f, t, key, *, n_perm: int = 20,
     counts per bin); the natural null for the binned estimator.
 
   Neither reproduces the upward k-NN bias when T determines Y exactly
-  (estimators.md 3f): there the only surrogate that keeps p(y | t) is y
+  (docs/notes/estimators.md): there the only surrogate that keeps p(y | t) is y
   itself, and relabelling the ~6% of points near class boundaries already
   removes the bias (measured: 0.158 -> -0.008 at n=400).
 

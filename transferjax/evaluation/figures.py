@@ -19,7 +19,7 @@ from scipy import stats as sps  # noqa: E402
 from transferjax import io  # noqa: E402
 from transferjax.errors import EstimatorError  # noqa: E402
 
-__all__ = ["normalize_scores", "plot_score_vs_auc", "plot_features_3d",
+__all__ = ["normalize_scores", "minmax_scores", "plot_score_vs_auc", "plot_features_3d",
            "plot_auc_vs_fraction", "plot_tau_distributions"]
 
 
@@ -51,10 +51,22 @@ def _grid(n: int) -> tuple[int, int]:
   return int(math.ceil(n / cols)), cols
 
 
+def minmax_scores(scores: Any) -> np.ndarray:
+  """``[q]`` scores scaled to [0, 1] (lowest source 0, highest 1; constant: 0)."""
+  s = np.asarray(scores, dtype=np.float64)
+  span = np.ptp(s) if s.size else 0.0
+  return np.zeros_like(s) if span == 0 else (s - s.min()) / span
+
+
 def plot_score_vs_auc(method_scores: Mapping[str, Any], auc: Any,
                       no_transfer: float | None, path: str, *,
-                      auc_err: Any = None, title: str | None = None) -> str:
-  """Normalized score vs AUC after transfer, one panel per method (Figs. 6, 9, 10).
+                      auc_err: Any = None, title: str | None = None,
+                      point_labels: Sequence[Any] | None = None) -> str:
+  """Score vs AUC after transfer, one panel per method (Figs. 6, 9, 10).
+
+  Every panel has the same x scale: the method's scores min-max scaled to
+  [0, 1] (0 = its lowest-scored source, 1 = its highest), so panels compare;
+  ``point_labels`` (e.g. source ids) are written beside the points.
 
   Args:
     method_scores: method name -> ``[q]`` scores (higher = predicted better).
@@ -63,6 +75,7 @@ def plot_score_vs_auc(method_scores: Mapping[str, Any], auc: Any,
     path: output PNG.
     auc_err: optional ``[q]`` error bars (e.g. sd over seeds/splits).
     title: optional figure title.
+    point_labels: optional ``[q]`` labels drawn at the points.
 
   Returns:
     ``path``.
@@ -77,7 +90,11 @@ def plot_score_vs_auc(method_scores: Mapping[str, Any], auc: Any,
     if s.shape != y.shape:
       plt.close(fig)
       raise EstimatorError(f"{name}: scores {s.shape} and auc {y.shape} differ.")
-    x, xlabel = normalize_scores(s)
+    x, xlabel = minmax_scores(s), "score, min-max scaled (0 = lowest, 1 = highest)"
+    if point_labels is not None:
+      for xi, yi, lab in zip(x, y, point_labels):
+        ax.annotate(str(lab), (xi, yi), xytext=(3, 2), textcoords="offset points",
+                    fontsize=6, alpha=0.8)
     if auc_err is not None:
       ax.errorbar(x, y, yerr=np.asarray(auc_err), fmt="o", ms=4, alpha=0.7,
                   elinewidth=0.8)

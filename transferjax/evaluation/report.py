@@ -93,9 +93,11 @@ def evaluate_methods(method_scores: Mapping[str, Any], auc: Any, *,
     keep = np.all(np.isfinite(taus), axis=0)
     ss_names = [n for n, k in zip(names, keep) if k]
     ss = (stats.setup_stability_score(taus[None][:, :, keep])
-          if len(ss_names) >= 2 and num_pools >= 2 else float("nan"))
-    ev["subpool"] = {"pool_size": eff_pool, "num_pools": num_pools, "seed": seed,
-                     "setup_stability": ss, "setup_stability_methods": ss_names}
+          if len(ss_names) >= 2 and taus.shape[0] >= 2 else float("nan"))
+    ev["subpool"] = {"pool_size": eff_pool, "num_pools": int(taus.shape[0]),
+                     "exhaustive": taus.shape[0] == stats.distinct_pools(q, eff_pool),
+                     "seed": seed, "setup_stability": ss,
+                     "setup_stability_methods": ss_names}
   return ev
 
 
@@ -149,9 +151,14 @@ def _method_rows(ev: Mapping[str, Any]) -> list[dict[str, Any]]:
     for k, label in _LABELS.items():
       c = ceiling.get(k)
       cell = format_value(st.get(k))
-      # The ceiling sits beside each correlation: how well the truth ranks itself.
-      row[f"{label} (ceiling)"] = (f"{cell} ({format_value(c)})" if c is not None
-                                   else cell)
+      # The ceiling sits beside each correlation: how well the truth ranks itself
+      # (no "(ceiling)" header when it is undefined: one run per source).
+      if ceiling:
+        row[f"{label} (ceiling)"] = (f"{cell} ({format_value(c)})" if c is not None
+                                     else cell)
+      else:
+        row[label] = cell
+    row["Spearman p"] = format_value(st.get("spearman_p"), "{:.3g}")
     row.update({"top-1 hit": st.get("top1_hit"), "top-3 hit": st.get("top3_hit"),
                 "rel@1": st.get("rel_top1"), "regret": st.get("regret")})
     if "num_negative" in st:
@@ -167,7 +174,7 @@ def _method_rows(ev: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def write_report(workdir: str, evaluation: Mapping[str, Any],
                  figures: Sequence[str] = (), title: str = "Source ranking evaluation",
-                 notes: str | Sequence[str] = ()) -> str:
+                 notes: str | Sequence[str] = (), lead: Sequence[str] = ()) -> str:
   """Write ``report.md`` and ``evaluation.json`` into ``workdir``.
 
   Args:
@@ -176,6 +183,8 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
     figures: PNG paths to embed (linked relative to ``workdir``).
     title: the report's heading.
     notes: free text (or lines) appended under "Notes".
+    lead: Markdown lines placed right under the title (the answer and the
+      per-source table, ``answer.py``).
 
   Returns:
     The path of ``report.md``.
@@ -185,13 +194,15 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
                          "evaluate_methods(method_scores, auc, ...).")
   os.makedirs(workdir, exist_ok=True)
   io.write_json(os.path.join(workdir, "evaluation.json"), evaluation)
-  out = [f"# {title}", ""]
+  out = [f"# {title}", ""] + list(lead) + (["", "## Setting", ""] if lead else [])
   nt = evaluation.get("no_transfer")
   q = evaluation.get("num_sources")
   out.append(f"- sources: {q}")
   if nt:
-    out.append(f"- no-transfer AUC: {format_value(nt['mean'])} ± "
-               f"{format_value(nt.get('sd'))} (sd over {nt.get('num_runs', '?')} runs)")
+    runs = nt.get("num_runs", "?")
+    sd = (f"± {format_value(nt.get('sd'))} (sd over {runs} runs)" if runs != 1
+          else "(one run: sd undefined)")
+    out.append(f"- no-transfer AUC: {format_value(nt['mean'])} {sd}")
   rel = evaluation.get("reliability")
   if rel:
     out.append(f"- ground truth: spread {format_value(rel['spread'], '{:.4f}')}, "
@@ -211,13 +222,17 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
     out += [f"> - {n}" for n in rel.get("notes", [])]
   sp = evaluation.get("subpool")
   if sp:
-    out.append(f"- sub-pools: {sp['num_pools']} random pools of {sp['pool_size']} "
-               f"sources (seed {sp['seed']}); Setup Stability score of the method "
+    kind = ("every distinct pool" if sp.get("exhaustive")
+            else f"random pools, seed {sp['seed']}")
+    out.append(f"- sub-pools: {sp['num_pools']} pools of {sp['pool_size']} of the "
+               f"{q} sources ({kind}); Setup Stability score of the method "
                f"ranking across pools: {format_value(sp['setup_stability'])}")
   out += ["", "## Methods", "",
-          "Correlations with the mean AUC after transfer; in parentheses the ceiling "
-          "(split-half agreement of the ground truth with itself, same statistic). "
-          "top-k hits are expectations over score ties.", ""]
+          "Correlations with the mean AUC after transfer"
+          + ("; in parentheses the ceiling (split-half agreement of the ground truth "
+             "with itself, same statistic)" if evaluation.get("ceiling") else
+             " (no ceiling: it needs >= 2 runs per source)")
+          + ". top-k hits are expectations over score ties.", ""]
   out.append(leaderboard_markdown(_method_rows(evaluation)))
   method_notes = [(n, m) for n, st in evaluation["methods"].items()
                   for m in st.get("notes", [])]
@@ -232,6 +247,8 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
     notes = [notes] if notes else []
   if notes:
     out += ["## Notes", ""] + list(notes) + [""]
+  from transferjax.evaluation import answer  # pylint: disable=g-import-not-at-top
+  out += answer.definitions_markdown()
   path = os.path.join(workdir, "report.md")
   io.write_text(path, "\n".join(out).rstrip() + "\n")
   return path

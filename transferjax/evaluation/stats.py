@@ -306,23 +306,34 @@ def reliability(auc: Any, *, num_halvings: int = 50, seed: int = 0,
   }
 
 
+def distinct_pools(num_sources: int, pool_size: int) -> int:
+  """How many different sub-pools of ``pool_size`` out of ``num_sources`` exist."""
+  return math.comb(int(num_sources), int(pool_size))
+
+
 def subpool_indices(num_sources: int, pool_size: int, num_pools: int,
                     seed: int = 0) -> np.ndarray:
-  """Random source sub-pools, without replacement within a pool.
+  """Source sub-pools, without replacement within a pool.
+
+  When at most ``num_pools`` different pools exist (e.g. 8 pools of 7 out of
+  8 sources), every one is returned once, so no pool is counted twice;
+  otherwise ``num_pools`` random pools.
 
   Args:
     num_sources: q.
     pool_size: sources per pool (``2 <= pool_size <= q``).
-    num_pools: how many pools.
+    num_pools: how many pools (at most; capped by ``distinct_pools``).
     seed: NumPy seed; the same seed gives the same pools for every method.
 
   Returns:
-    int ``[num_pools, pool_size]`` source indices.
+    int ``[min(num_pools, distinct_pools), pool_size]`` source indices.
   """
   if not 2 <= pool_size <= num_sources:
     raise EstimatorError(f"pool_size must be in [2, q={num_sources}]; got {pool_size}.")
   if num_pools < 1:
     raise EstimatorError(f"num_pools must be >= 1; got {num_pools}.")
+  if distinct_pools(num_sources, pool_size) <= num_pools:
+    return np.array(list(itertools.combinations(range(num_sources), pool_size)))
   rng = np.random.default_rng(seed)
   return np.stack([rng.choice(num_sources, pool_size, replace=False)
                    for _ in range(num_pools)])
@@ -356,7 +367,8 @@ def subpool_stability(scores: Any, truth: Any, *, pool_size: int = 10,
   fin = taus[np.isfinite(taus)]
   nan = float("nan")
   return {
-      "pool_size": pool_size, "num_pools": num_pools,
+      "pool_size": pool_size, "num_pools": int(len(pools)),
+      "exhaustive": bool(len(pools) == distinct_pools(s.size, pool_size)),
       "mean": float(fin.mean()) if fin.size else nan,
       "sd": float(fin.std()) if fin.size else nan,
       "median": float(np.median(fin)) if fin.size else nan,

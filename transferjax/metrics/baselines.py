@@ -1,4 +1,4 @@
-"""Baselines every ranking method must beat (research/transferability-metrics.md §4).
+"""Baselines every ranking method must beat (docs/notes/metrics.md).
 
 * ``knn_accuracy``: k-NN accuracy of source features, train -> validation
   (Sorkhei et al. 2025 find it beats 23 published metrics). Pure JAX.

@@ -10,11 +10,15 @@ import jax
 import numpy as np
 
 from transferjax import io as tio
-from transferjax.data import load_target, paper_split, split_sizes_report
+from transferjax.data import (DEFAULT_FRACTION, load_target, paper_split,
+                              split_sizes_report)
 from transferjax.errors import CheckpointError, ConfigError
+from transferjax.scoring.informative import ranking_warnings
 from transferjax.scoring.methods import RankConfig
-from transferjax.scoring.rank import (RankJob, format_table, gamma_max, score_zoo,
-                                      write_ranking)
+from transferjax.scoring import uncertainty
+from transferjax.scoring import weak as weak_lib
+from transferjax.scoring.rank import (RankJob, explain_scores, format_table,
+                                      gamma_max, score_zoo, write_ranking)
 from transferjax.transfer.fit import FitConfig
 
 
@@ -36,7 +40,7 @@ class RankRunConfig:
   target: str = "mnist:4,9"
   workdir: str | None = None
   image_size: int | None = None
-  fraction: float = 0.05
+  fraction: float = DEFAULT_FRACTION
   num_labeled: int | None = None
   split_seed: int = 0
   job: RankJob = RankJob()
@@ -72,13 +76,13 @@ def open_zoo(path: str):
 def run(config: RankRunConfig) -> dict:
   """Trains N_t, scores every source, writes ranking.json/csv; returns the result."""
   t0 = time.time()
+  workdir = tio.check_output_dir(config.workdir or os.path.join(
+      config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_")))
   zoo = open_zoo(config.zoo)
   target = load_target_for_zoo(config.target, zoo, config.image_size)
   split = paper_split(target, fraction=config.fraction,
                       num_labeled=config.num_labeled, seed=config.split_seed)
   logging.info("target %s: %s", config.target, split_sizes_report(split))
-  workdir = config.workdir or os.path.join(
-      config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_"))
   scores, inp, scoring = score_zoo(zoo, split, config.job)
   method = config.job.rank.method
   g_max = gamma_max(inp, config.job.rank) if method.startswith("cmi") else None
@@ -89,11 +93,33 @@ def run(config: RankRunConfig) -> dict:
       "rank_config": dataclasses.asdict(config.job.rank),
       "seconds": round(time.time() - t0, 2),
   }
-  rows = write_ranking(workdir, zoo, scores[method], g_max, meta)
+  warnings, notes = ranking_warnings(inp.labels, inp.t, scores[method], method,
+                                     g_max, scoring.images)
+  meta.update(informative=not warnings, warnings=warnings, notes=notes)
+  unc = uncertainty.score_uncertainty(
+      inp, dataclasses.replace(config.job.rank, method=method), scores[method],
+      key=jax.random.fold_in(jax.random.key(config.job.rank.seed), 17))
+  weak = weak_lib.weak_sources(zoo.tasks, zoo.metrics.get(
+      "holdout_accuracy", np.full(len(zoo.tasks), np.nan)))
+  warning = weak_lib.weak_sources_message(weak, len(zoo.tasks), zoo.config)
+  meta["weak_sources"] = weak
+  if unc is not None:
+    meta["uncertainty"] = {"level": unc["level"], "num_boot": unc["num_boot"],
+                           "p_top_first": unc["p_top_first"],
+                           "kind": "bootstrap over the scoring images"}
+  rows = write_ranking(workdir, zoo, scores[method], g_max, meta, unc)
   print(f"\nRanking of {len(rows)} sources for {config.target} by {method} "
         f"({config.job.protocol} protocol, n={len(scoring.labels)} scoring images"
-        + (f", gamma_max = H(Y|T) = {g_max:.4f}" if g_max is not None else "") + "):")
+        + (f"; upper bound gamma_max = H(Y|T) = {g_max:.4f}" if g_max is not None
+           else "") + "):")
   print(format_table(rows))
+  for line in warnings:
+    print(f"WARNING: these scores carry no information. {line}")
+  for line in notes:
+    print(f"Note: {line}")
+  print(explain_scores(rows, unc, len(scoring.labels), method))
+  if warning:
+    print(warning)
   print(f"\nwrote {os.path.join(workdir, 'ranking.json')} and ranking.csv "
         f"({time.time() - t0:.1f}s)")
   return {"rows": rows, "meta": meta, "workdir": workdir}

@@ -30,7 +30,7 @@ class RankConfig:
     method: a key of ``METHODS`` (``rank.METHODS_WITH_RBM`` adds ``"rbm"``).
     k: neighbours of the k-NN estimators.
     metric: ``"euclidean"`` (within F; the default: less high-dimensional bias,
-      research/estimators.md section 3, and the best ranker on our offline data,
+      docs/notes/estimators.md, and the best ranker on our offline data,
       BUILD_NOTES.md) or ``"max"`` (the canonical Frenzel-Pompe norm).
     jitter: std of the seeded noise added after standardizing (breaks ties).
     feature_dim: PCA every source's features to this common dimension first
@@ -58,13 +58,6 @@ class RankConfig:
   bins_t: int = 3
   seed: int = 0
   f_scale: str = "rms"
-
-
-def _standardize(x: np.ndarray) -> np.ndarray:
-  """z-score each column of ``[..., n, d]``; constant columns become 0."""
-  x = np.asarray(x, np.float64)
-  sd = x.std(axis=-2, keepdims=True)
-  return ((x - x.mean(axis=-2, keepdims=True)) / np.where(sd > 0, sd, 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,18 +88,17 @@ def _features(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
   return np.asarray(est.reduce_dim(inp.features, int(cfg.feature_dim)))
 
 
-def _knn(inp, cfg, key, *, conditional=True):
+def _knn(inp, cfg, key, *, conditional=True, return_local=False):
   t = inp.t if conditional else None
-  kw = dict(k=cfg.k, metric=cfg.metric, jitter=cfg.jitter, key=key)
-  f = _features(inp, cfg)
-  if cfg.f_scale == "rms":
-    f = _standardize(f)
-    live = np.maximum((f.std(axis=-2) > 0).sum(-1), 1)     # [q] non-constant dims
-    f = (f / np.sqrt(live)[:, None, None]).astype(np.float32)
-    t = None if t is None else _standardize(t).astype(np.float32)
-    kw["standardize"] = False
-  elif cfg.f_scale != "none":
+  if cfg.f_scale not in ("rms", "none"):
     raise ConfigError(f"f_scale must be 'rms' or 'none', got {cfg.f_scale!r}.")
+  # f_scale="rms" (the public estimators' default too) puts F on T's scale.
+  kw = dict(k=cfg.k, metric=cfg.metric, jitter=cfg.jitter, key=key,
+            f_scale=cfg.f_scale)
+  f = _features(inp, cfg)
+  if return_local:
+    # Per-sample terms [q, n] of the uncorrected estimate (for bootstraps).
+    return est.cmi_knn_many(inp.labels, f, t, return_local=True, **kw)[1]
   scores = np.asarray(est.cmi_knn_many(inp.labels, f, t, **kw), np.float64)
   if cfg.null_correction:
     # Mean over permutations of Y within T bins: what the estimator gives each
@@ -191,15 +183,41 @@ def _variant(fn: Callable, **changes) -> Callable:
   return lambda inp, cfg, key: fn(inp, dataclasses.replace(cfg, **changes), key)
 
 
+# The k-NN methods: the paper's estimator and its variants (compared in
+# BUILD_NOTES.md) as RankConfig changes, and whether T is conditioned on. Their
+# scores are means of per-sample terms (``local_terms``).
+_KNN_METHODS: dict[str, tuple[dict, bool]] = {
+    "cmi_knn": ({}, True),
+    "cmi_knn_max": ({"metric": "max"}, True),
+    "cmi_knn_unscaled": ({"f_scale": "none"}, True),
+    "cmi_knn_pca16": ({"feature_dim": 16}, True),
+    "cmi_knn_null": ({"null_correction": True}, True),
+    "mi_knn": ({}, False),
+}
+
+
+def _knn_method(changes: dict, conditional: bool) -> Callable:
+  return lambda inp, cfg, key: _knn(inp, dataclasses.replace(cfg, **changes), key,
+                                    conditional=conditional)
+
+
+def local_terms(inp: RankInputs, cfg: RankConfig) -> np.ndarray | None:
+  """Per-sample terms ``[q, n]`` of a k-NN method (None for other methods).
+
+  Their mean over the n scoring rows is the method's score before any null
+  correction (same key as ``score_method``), so resampling rows bootstraps it.
+  """
+  if cfg.method not in _KNN_METHODS:
+    return None
+  changes, conditional = _KNN_METHODS[cfg.method]
+  return np.asarray(_knn(inp, dataclasses.replace(cfg, **changes),
+                         jax.random.key(cfg.seed), conditional=conditional,
+                         return_local=True), np.float64)
+
+
 METHODS: dict[str, Callable] = {
-    "cmi_knn": _knn,
-    # Variants of the paper's estimator, compared in BUILD_NOTES.md.
-    "cmi_knn_max": _variant(_knn, metric="max"),
-    "cmi_knn_unscaled": _variant(_knn, f_scale="none"),
-    "cmi_knn_pca16": _variant(_knn, feature_dim=16),
-    "cmi_knn_null": _variant(_knn, null_correction=True),
+    **{name: _knn_method(*spec) for name, spec in _KNN_METHODS.items()},
     "cmi_binned": _binned,
-    "mi_knn": lambda inp, cfg, key: _knn(inp, cfg, key, conditional=False),
     "source_train_acc": _zoo_metric("train_accuracy"),
     "source_holdout_acc": _zoo_metric("holdout_accuracy"),
     "source_n_classes": lambda inp, cfg, key: np.asarray(inp.source_num_classes,
@@ -216,6 +234,20 @@ DEFAULT_EVAL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc",
                         "source_n_classes", "linear_probe", "logme", "leep")
 
 
+def check_knn_classes(labels: np.ndarray, cfg: RankConfig) -> None:
+  """EstimatorError if a k-NN method's ``k`` exceeds a class of the scoring
+  labels ``[n]``. Cheap: ``score_zoo`` runs it before training target nets."""
+  if cfg.method.startswith(("cmi_knn", "mi_knn")):
+    counts = np.bincount(np.asarray(labels, np.int64))
+    small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
+    if small:
+      raise EstimatorError(
+          f"--k={cfg.k}: class(es) {small} have fewer than k+1={cfg.k + 1} "
+          f"scoring points (counts {counts.tolist()}); the k-NN estimate would be "
+          "meaningless. Use a smaller --k (3 is usual), more labeled target data "
+          "(--num_labeled), or the cross-fitting protocol.")
+
+
 def score_method(inp: RankInputs, cfg: RankConfig,
                  key: jax.Array | None = None) -> np.ndarray:
   """Scores ``[q]`` (higher = better) of ``cfg.method``.
@@ -226,14 +258,6 @@ def score_method(inp: RankInputs, cfg: RankConfig,
   if cfg.method not in METHODS:
     raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
                       f"{sorted(METHODS) + ['rbm']}.")
-  if cfg.method.startswith(("cmi_knn", "mi_knn")):
-    counts = np.bincount(inp.labels)
-    small = [c for c, n in enumerate(counts) if 0 < n < cfg.k + 1]
-    if small:
-      raise EstimatorError(
-          f"Class(es) {small} have fewer than k+1={cfg.k + 1} scoring points "
-          f"(counts {counts.tolist()}); the k-NN estimate would be meaningless. "
-          "Use more labeled target data (--num_labeled), the cross-fitting "
-          "protocol, or a smaller --k.")
+  check_knn_classes(inp.labels, cfg)
   key = jax.random.key(cfg.seed) if key is None else key
   return np.asarray(METHODS[cfg.method](inp, cfg, key), np.float64)

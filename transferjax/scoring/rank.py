@@ -18,7 +18,8 @@ from transferjax import estimators as est
 from transferjax import io as tio
 from transferjax.data.tasks import TargetSplit
 from transferjax.errors import ConfigError, EstimatorError
-from transferjax.scoring.methods import RankConfig, RankInputs, score_method
+from transferjax.scoring.methods import (RankConfig, RankInputs, check_knn_classes,
+                                         score_method)
 from transferjax.scoring.target import ScoringSet, build_scoring_set
 from transferjax.train import zoo as zoo_lib
 from transferjax.transfer.fit import FitConfig
@@ -33,6 +34,16 @@ def check_sizes(zoo, split: TargetSplit) -> None:
         f"Load the target at the zoo's size (--image_size={zoo.image_size}) or train "
         f"a zoo at the target's size (train_sources --image_size="
         f"{split.train.image_size}).")
+
+
+def check_before_scoring(split: TargetSplit, job: "RankJob",
+                         methods: tuple[str, ...] | None = None) -> None:
+  """Checks that need no target net (e.g. ``--k`` against the scoring set's
+  class sizes), so a bad flag fails before minutes of training."""
+  labels = (split.val.labels if job.protocol == "paper"
+            else np.concatenate([split.train.labels, split.val.labels]))
+  for method in methods or (job.rank.method,):
+    check_knn_classes(labels, dataclasses.replace(job.rank, method=method))
 
 
 def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
@@ -74,8 +85,13 @@ def gamma_max(inp: RankInputs, cfg: RankConfig) -> float:
                                                  k=cfg.k, metric=cfg.metric))
 
 
-def ranking_rows(zoo, scores: np.ndarray, g_max: float | None) -> list[dict]:
-  """One row per source: id, task metadata, gamma, normalized gamma, rank."""
+def ranking_rows(zoo, scores: np.ndarray, g_max: float | None,
+                 uncertainty: dict | None = None) -> list[dict]:
+  """One row per source: id, task metadata, gamma, normalized gamma, rank.
+
+  ``uncertainty`` (``uncertainty.summarize``) adds ``gamma_ci_low``,
+  ``gamma_ci_high`` and ``p_first`` per source.
+  """
   order = np.argsort(-scores, kind="stable")
   rank = np.empty(len(scores), int)
   rank[order] = np.arange(1, len(scores) + 1)
@@ -93,18 +109,65 @@ def ranking_rows(zoo, scores: np.ndarray, g_max: float | None) -> list[dict]:
         "gamma_normalized": float(scores[i] / top) if top > 0 else float("nan"),
         "gamma_max": g_max if g_max is not None else float("nan"),
     })
+    if uncertainty is not None:
+      rows[-1].update({"gamma_ci_low": float(uncertainty["ci_low"][i]),
+                       "gamma_ci_high": float(uncertainty["ci_high"][i]),
+                       "p_first": float(uncertainty["p_first"][i])})
   return sorted(rows, key=lambda r: r["rank"])
 
 
 def format_table(rows: list[dict], top: int = 10) -> str:
-  """A readable top-``top`` table."""
+  """A readable top-``top`` table (with intervals and P(first) when present)."""
+  unc = "p_first" in rows[0]
   head = (f"{'rank':>4}  {'source':>6}  {'pool':<8} {'classes':>7}  "
           f"{'holdout acc':>11}  {'gamma':>8}  {'normalized':>10}")
+  if unc:
+    head += f"  {'90% interval':>17}  {'P(first)':>8}"
   lines = [head, "-" * len(head)]
   for r in rows[:top]:
-    lines.append(f"{r['rank']:>4}  {r['source_id']:>6}  {r['pool'][:8]:<8} "
-                 f"{r['num_classes']:>7}  {r['holdout_acc']:>11.3f}  "
-                 f"{r['gamma']:>8.4f}  {r['gamma_normalized']:>10.3f}")
+    line = (f"{r['rank']:>4}  {r['source_id']:>6}  {r['pool'][:8]:<8} "
+            f"{r['num_classes']:>7}  {r['holdout_acc']:>11.3f}  "
+            f"{r['gamma']:>8.4f}  {r['gamma_normalized']:>10.3f}")
+    if unc:
+      ci = f"[{r['gamma_ci_low']:.4f}, {r['gamma_ci_high']:.4f}]"
+      line += f"  {ci:>17}  {r['p_first']:>8.2f}"
+    lines.append(line)
+  return "\n".join(lines)
+
+
+def explain_scores(rows: list[dict], uncertainty: dict | None, n: int,
+                   method: str) -> str:
+  """Plain-language notes under the table: what to pick, how sure, what the
+  columns and negative or zero scores mean."""
+  best = rows[0]
+  lines = []
+  if method.startswith(("cmi", "mi_knn")):
+    lines.append(
+        "gamma: estimated information (nats) the source's features carry about the "
+        "label beyond what the target net already knows; normalized = gamma / the "
+        "top gamma. gamma near 0 or negative means no evidence of extra "
+        "information (the estimate is noisy around 0 and not clipped), so such "
+        "sources are not worth fine-tuning from on this score.")
+  if uncertainty is not None:
+    p = uncertainty["p_top_first"]
+    lo = best.get("gamma_ci_low", float("nan"))
+    close = [r["source_id"] for r in rows[1:] if r.get("gamma_ci_high", -np.inf) >= lo]
+    lines.append(
+        f"90% interval and P(first): {uncertainty['num_boot']} bootstrap resamples "
+        f"of the {n} scoring images (the sampling noise of the scoring set, not of "
+        "training the target net); P(first) = share of resamples in which the "
+        "source scores highest.")
+    verdict = (f"Recommended: source {best['source_id']} (P(first) = {p:.2f}"
+               + (f"; sources {close[:5]} overlap its interval: fine-tune the top "
+                  "few if you can" if close and p < 0.9 else "") + ").")
+    if best["gamma"] <= 0:
+      verdict = ("No source shows information beyond the target net "
+                 f"(top gamma {best['gamma']:.4f} <= 0): fine-tuning from any of "
+                 "them is not supported by this score.")
+    lines.append(verdict)
+  else:
+    lines.append(f"Recommended: source {best['source_id']} (no interval for "
+                 f"method {method}: only the k-NN methods have one).")
   return "\n".join(lines)
 
 
@@ -127,6 +190,7 @@ def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
     (``{method: scores [q]}``, the ``RankInputs``, the ``ScoringSet``).
   """
   check_sizes(zoo, split)
+  check_before_scoring(split, job, methods)
   key = jax.random.key(job.rank.seed) if key is None else key
   fit_cfg = dataclasses.replace(job.fit, arch=zoo.arch,
                                 max_classes=max(2, split.train.num_classes))
@@ -146,9 +210,9 @@ def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
 
 
 def write_ranking(workdir: str, zoo, scores: np.ndarray, g_max: float | None,
-                  meta: dict) -> list[dict]:
+                  meta: dict, uncertainty: dict | None = None) -> list[dict]:
   """Writes ``ranking.json`` and ``ranking.csv`` atomically; returns the rows."""
-  rows = ranking_rows(zoo, scores, g_max)
+  rows = ranking_rows(zoo, scores, g_max, uncertainty)
   tio.write_json(os.path.join(workdir, "ranking.json"), {**meta, "ranking": rows})
   tio.write_csv(os.path.join(workdir, "ranking.csv"), rows)
   return rows

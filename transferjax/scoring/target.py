@@ -4,7 +4,7 @@ Two protocols:
 
 * ``"paper"`` (Afridi et al.): ``N_t`` is trained on ``D_t`` with early stopping
   on ``D_v``; the scoring set is ``D_v`` and ``T = N_t(X_v)``. On small targets
-  ``D_v`` is a handful of images (research/feasibility.md).
+  ``D_v`` is a handful of images (8 at 5% of the offline MNIST pair).
 * ``"crossfit"`` (default): all labeled data ``D_a = D_t + D_v`` is split into K
   stratified folds. Fold net ``j`` trains on K-2 folds, early-stops on fold
   ``j+1`` and scores fold ``j``, so every image of ``D_a`` gets an out-of-fold
@@ -14,7 +14,7 @@ Two protocols:
 ``T`` is the target net's logits (for two classes the logit margin
 ``logit_1 - logit_0``, one dimension). Logits, not probabilities: softmax
 saturates in float32 and creates exact ties, which bias k-NN estimators upward
-(research/estimators.md, pitfalls); the margin carries all the information of a
+(docs/notes/estimators.md); the margin carries all the information of a
 binary softmax.
 """
 from __future__ import annotations

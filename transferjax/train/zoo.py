@@ -43,6 +43,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from transferjax import io
+from transferjax import progress
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask, tasks_from_json, tasks_to_json
 from transferjax.errors import (CheckpointError, ConfigError, DataError,
@@ -100,8 +101,11 @@ class ZooConfig:
     steps_per_call: optimizer steps per jitted call (``lax.scan`` length).
     unroll: ``lax.scan`` unroll factor.
     model_loop: ``"vmap"`` (batch the models: accelerators), ``"map"`` (loop
-      over them inside the program: CPU) or ``"auto"`` (``"map"`` on a CPU
-      backend, else ``"vmap"``). Same results to float rounding.
+      over them inside the program: CPU) or ``"auto"`` (the workdir's when
+      resuming, else ``"map"`` on a CPU backend and ``"vmap"`` elsewhere).
+      Same results to float rounding, which training amplifies (measured:
+      parameters differ by up to 1e-2), so the resolved value is part of the
+      zoo's identity: a resume with another loop is refused.
     distributed: call ``jax.distributed.initialize()`` (multi-host).
   """
   dataset: str = "scenes"
@@ -131,10 +135,13 @@ class ZooConfig:
 DEFINING_FLAGS = ("dataset", "image_size", "seed", "arch", "min_classes",
                   "max_classes", "max_per_class", "holdout_fraction", "epochs",
                   "batch_size", "learning_rate", "conv_impl", "pool_impl",
-                  "compute_dtype")
+                  "compute_dtype", "model_loop")
 # Values a record written before a flag existed implicitly had.
 _RECORD_DEFAULTS = {"compute_dtype": "float32", "pool_impl": "reshape",
                     "conv_impl": "im2col"}
+# Flags a record written before they were recorded cannot tell: such a record
+# takes this run's value (unchecked). model_loop "auto" resolved by backend.
+_RECORD_UNKNOWN = ("model_loop",)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -354,7 +361,8 @@ def _record(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
 
 
 def _check_record(workdir: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-  stored = {**_RECORD_DEFAULTS, **stored}
+  stored = {**_RECORD_DEFAULTS,
+            **{k: wanted[k] for k in _RECORD_UNKNOWN if k in wanted}, **stored}
   differ = [k for k in sorted(set(stored) | set(wanted))
             if stored.get(k) != wanted.get(k)]
   if differ:
@@ -364,6 +372,53 @@ def _check_record(workdir: str, stored: dict[str, Any], wanted: dict[str, Any]) 
         f"{workdir} holds a zoo made with different flags ({what}). Use a new "
         f"--workdir for these flags, or rerun with the workdir's flags to resume "
         f"it.")
+
+
+_RECORD_INTS = ("image_size", "head_classes", "chunk_size", "num_tasks")
+
+
+def _read_record(workdir: str) -> dict[str, Any]:
+  """``zoo_config.json`` of ``workdir``, checked: CheckpointError (what is wrong
+  and what to do) for a truncated, non-JSON or implausible record."""
+  path = os.path.join(workdir, "zoo_config.json")
+  fix = ("It records the flags the zoo was trained with, so the zoo can neither "
+         "be checked nor resumed without it: restore the file from a backup, or "
+         "train the zoo again in a new --workdir.")
+  try:
+    record = io.read_json(path)
+  except (OSError, ValueError) as e:
+    raise CheckpointError(f"{path} is damaged (truncated or not JSON: "
+                          f"{type(e).__name__}: {e}). {fix}") from e
+  if not isinstance(record, dict):
+    raise CheckpointError(f"{path} holds a {type(record).__name__}, not the zoo's "
+                          f"flags. {fix}")
+  missing = [k for k in ("arch",) + _RECORD_INTS if k not in record]
+  if missing:
+    raise CheckpointError(f"{path} lacks {missing}. {fix}")
+  bad = [k for k in _RECORD_INTS
+         if isinstance(record[k], bool) or not isinstance(record[k], int)
+         or record[k] < 1]
+  if bad:
+    raise CheckpointError(
+        f"{path} has invalid {', '.join(f'{k}={record[k]!r}' for k in bad)} "
+        f"(each must be an integer >= 1). {fix}")
+  return record
+
+
+def _read_tasks(workdir: str) -> list[SourceTask] | None:
+  """The tasks of ``tasks.json`` (None if missing); CheckpointError if damaged."""
+  path = os.path.join(workdir, "tasks.json")
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      return tasks_from_json(f.read())
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f"{path} is damaged (truncated or not a task list: {type(e).__name__}: "
+        f"{e}). It lists the zoo's source tasks; rerun train_sources with the "
+        f"zoo's flags and --workdir={workdir}: it rewrites the file after checking "
+        "the flags.") from e
 
 
 # ----------------------------------------------------------------------------
@@ -402,6 +457,28 @@ def _clear_chunk(workdir: str, k: int) -> None:
         os.unlink(path)
 
 
+def _leaf_name(path) -> str:
+  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
+def params_digest(params: Any) -> dict[str, str]:
+  """``{leaf path: sha256 hex}`` of every parameter leaf's bytes (C order).
+
+  Written with each chunk's metadata and checked on every load, so a damaged
+  array file is refused instead of loading as other, finite weights.
+  """
+  # Hashed through a byte view: no copy of the (up to GBs of) parameters.
+  return {_leaf_name(path): hashlib.sha256(
+              np.ascontiguousarray(np.asarray(leaf)).reshape(-1).view(np.uint8)
+          ).hexdigest()
+          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+
+
+class ChunkDamagedError(CheckpointError):
+  """A finished chunk's files are unreadable or differ from their digest:
+  retraining the chunk (rerunning ``train_sources``) repairs it."""
+
+
 def _save_chunk(workdir: str, k: int, params: Any, meta: dict[str, Any],
                 writer: bool) -> None:
   ckptr = _checkpointer()
@@ -409,19 +486,41 @@ def _save_chunk(workdir: str, k: int, params: Any, meta: dict[str, Any],
   ckptr.save(_chunk_dir(workdir, k), {"params": params})
   ckptr.wait_until_finished()
   if writer:
-    io.write_json(_chunk_dir(workdir, k) + ".json", meta)
+    # Written last and atomically: its presence marks the chunk finished, and
+    # its digest is what every later load checks the arrays against.
+    io.write_json(_chunk_dir(workdir, k) + ".json",
+                  {**meta, "sha256": params_digest(params)})
+
+
+def _retrain_fix(workdir: str) -> str:
+  return (f"Rerun train_sources with the same flags and --workdir={workdir}: it "
+          "retrains only this chunk (same seed, same weights).")
 
 
 def _load_chunk(workdir: str, k: int, abstract: Any, task_ids: list[int]
                 ) -> tuple[Any, dict[str, Any]]:
-  """Restore chunk ``k``; CheckpointError (path and fix) if it is unusable."""
+  """Restore chunk ``k`` and verify it: its tasks, tree, shapes, content digest
+  and finiteness. The one restore path of ``train_zoo`` and ``load_zoo``.
+
+  Raises:
+    ChunkDamagedError: unreadable files or a digest mismatch (retraining fixes
+      it; ``train_zoo`` does so by itself).
+    CheckpointError: the chunk holds other tasks, or non-finite parameters.
+  """
   path = _chunk_dir(workdir, k)
-  fix = (f"Delete {path} and {path}.json to retrain that chunk (rerun the same "
-         "command).")
   try:
     meta = io.read_json(path + ".json")
-    if list(meta["task_ids"]) != list(task_ids):
-      raise ValueError(f"holds tasks {meta['task_ids']}, expected {task_ids}")
+  except (OSError, ValueError) as e:
+    raise ChunkDamagedError(
+        f"Chunk {k} metadata {path}.json is unreadable ({type(e).__name__}: {e}). "
+        f"{_retrain_fix(workdir)}") from e
+  if not isinstance(meta, dict) or list(meta.get("task_ids", [])) != list(task_ids):
+    got = meta.get("task_ids") if isinstance(meta, dict) else meta
+    raise CheckpointError(
+        f"Chunk checkpoint {path} holds tasks {got}, expected {task_ids}: it is "
+        f"from another zoo. Delete {path} and {path}.json, then rerun "
+        "train_sources with this zoo's flags and --workdir to retrain it.")
+  try:
     restored = _checkpointer().restore(path)["params"]
     want = jax.tree.structure(abstract)
     if jax.tree.structure(restored) != want:
@@ -431,12 +530,47 @@ def _load_chunk(workdir: str, k: int, abstract: Any, task_ids: list[int]
         raise ValueError(f"array of shape {got.shape} {got.dtype}, expected "
                          f"{exp.shape} {exp.dtype}")
     restored = jax.tree.map(np.asarray, restored)
-  except CheckpointError:
-    raise
   except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(f"Chunk checkpoint {path} is unreadable or corrupt "
-                          f"({type(e).__name__}: {e}). {fix}") from e
+    raise ChunkDamagedError(
+        f"Chunk checkpoint {path} is unreadable or corrupt ({type(e).__name__}: "
+        f"{e}). {_retrain_fix(workdir)}") from e
+  stored = meta.get("sha256")
+  if stored is None:
+    _warn_no_digest(workdir, k)
+  else:
+    digest = params_digest(restored)
+    bad = sorted(n for n in set(stored) | set(digest)
+                 if stored.get(n) != digest.get(n))
+    if bad:
+      raise ChunkDamagedError(
+          f"Chunk {k} ({path}, source tasks {task_ids}) is damaged: the content "
+          f"of {bad} differs from the digest written when it was trained. "
+          f"{_retrain_fix(workdir)}")
+  leaves = jax.tree.leaves(restored)
+  finite = np.all([np.isfinite(x.reshape(len(task_ids), -1)).all(axis=1)
+                   for x in leaves], axis=0)
+  if not np.all(finite):
+    bad_ids = [task_ids[i] for i in np.flatnonzero(~finite)]
+    raise CheckpointError(
+        f"Chunk {k} ({path}) holds NaN/inf parameters for source task(s) "
+        f"{bad_ids}. Delete {path} and {path}.json and rerun train_sources with "
+        "the same flags and --workdir to retrain it (if training diverges again, "
+        "lower --learning_rate in a new --workdir).")
   return restored, meta
+
+
+_WARNED_NO_DIGEST: set[str] = set()
+
+
+def _warn_no_digest(workdir: str, k: int) -> None:
+  """One warning per zoo: chunks written before digests existed load unverified."""
+  key = os.path.abspath(workdir)
+  if key not in _WARNED_NO_DIGEST:
+    _WARNED_NO_DIGEST.add(key)
+    logging.warning(
+        "zoo %s: chunk %d (and possibly others) has no content digest (written by "
+        "an older transferjax), so damage to its files cannot be detected; "
+        "retrain the zoo in a new --workdir to get verified chunks.", workdir, k)
 
 
 # ----------------------------------------------------------------------------
@@ -559,6 +693,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     TrainingError: a non-finite loss (names the task ids).
   """
   tasks = list(tasks)
+  io.check_output_dir(workdir)
   head = _validate(config, pool, tasks)
   mesh = model_mesh(devices)
   num_devices = mesh.devices.size
@@ -566,17 +701,19 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   record_path = os.path.join(workdir, "zoo_config.json")
   tasks_path = os.path.join(workdir, "tasks.json")
 
-  stored = io.read_json(record_path) if os.path.exists(record_path) else None
+  stored = _read_record(workdir) if os.path.exists(record_path) else None
   # "auto" implementations: a resume keeps the workdir's (records older than a
   # flag hold its only value then, _RECORD_DEFAULTS); a new zoo takes the
   # backend's default. pool_impl "fused" is 0.84x on CPU and unmeasured on
   # GPUs (docs/notes/speed.md), so "reshape" is every backend's default.
   recorded = None if stored is None else {**_RECORD_DEFAULTS, **stored}
   for name, default in (("conv_impl", default_conv_impl),
-                        ("pool_impl", lambda: "reshape")):
+                        ("pool_impl", lambda: "reshape"),
+                        ("model_loop", step_lib.default_model_loop)):
     if getattr(config, name) == "auto":
       config = dataclasses.replace(
-          config, **{name: recorded[name] if recorded else default()})
+          config, **{name: recorded[name] if recorded and name in recorded
+                     else default()})
   check_conv_backend(config.conv_impl)
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
@@ -591,12 +728,21 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   tasks_text = tasks_to_json(tasks)
   if stored is not None:
     _check_record(workdir, stored, record)
-    if (not os.path.exists(tasks_path)
-        or json.loads(open(tasks_path, encoding="utf-8").read())
-        != json.loads(tasks_text)):
-      raise CheckpointError(
-          f"{tasks_path} is missing or lists other source tasks than this run. "
-          "Use a new --workdir, or the same flags and pool as the workdir's.")
+    try:
+      stored_tasks = _read_tasks(workdir)
+    except CheckpointError as e:
+      # The record matched this run's flags and pool, which define the tasks
+      # (each chunk's task ids are checked again on restore): rewrite it.
+      logging.warning("%s; rewriting it from this run's tasks.", e)
+      stored_tasks = None
+      if writer:
+        io.write_text(tasks_path, tasks_text)
+    else:
+      if (stored_tasks is None
+          or json.loads(tasks_to_json(stored_tasks)) != json.loads(tasks_text)):
+        raise CheckpointError(
+            f"{tasks_path} is missing or lists other source tasks than this run. "
+            "Use a new --workdir, or the same flags and pool as the workdir's.")
   elif writer:
     os.makedirs(workdir, exist_ok=True)
     io.write_text(tasks_path, tasks_text)
@@ -609,7 +755,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
       config.arch, head, config.conv_impl, config.image_size,
       float(config.learning_rate), config.batch_size, config.steps_per_call,
       config.unroll, eval_batch, mesh, config.compute_dtype,
-      resolve_model_loop(config.model_loop), config.pool_impl)
+      config.model_loop, config.pool_impl)
 
   sharded = NamedSharding(mesh, P("models"))
   replicated = NamedSharding(mesh, P())
@@ -626,8 +772,15 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     chunk_tasks = [tasks[i] for i in positions]
     task_ids = [t.task_id for t in chunk_tasks]
     abstract = _abstract_params(model, config.image_size, len(positions))
+    restored = None
     if _chunk_done(workdir, k):
-      params, meta = _load_chunk(workdir, k, abstract, task_ids)
+      try:
+        restored = _load_chunk(workdir, k, abstract, task_ids)
+      except ChunkDamagedError as e:
+        logging.warning("zoo chunk %d/%d is damaged; retraining it: %s", k + 1,
+                        len(plan), e)
+    if restored is not None:
+      params, meta = restored
       parts.append((positions, params))
       metric_parts.append((positions, {m: np.asarray(v, np.float32)
                                        for m, v in meta["metrics"].items()}))
@@ -654,9 +807,14 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     active = _put(np.ones((padded,), bool), sharded)
     total = int(train_arrays["num_steps"].max())
     losses = []
-    for t0 in range(0, total, config.steps_per_call):
-      state, loss = runner(state, dev_train, keys, jnp.int32(t0), images, active)
-      losses.append(loss)
+    with progress.bar(total, f"zoo chunk {k + 1}/{len(plan)}", "step") as pbar:
+      for t0 in range(0, total, config.steps_per_call):
+        state, loss = runner(state, dev_train, keys, jnp.int32(t0), images, active)
+        losses.append(loss)
+        if pbar.disable:
+          continue
+        loss.block_until_ready()  # the bar counts finished steps, not dispatched
+        pbar.update(min(config.steps_per_call, total - t0))
     params = state["params"]
     tr = evaluate(params, dev_train["idx"], dev_train["labels"], dev_train["n"],
                   dev_train["num_classes"], images)
@@ -721,9 +879,13 @@ def load_zoo(workdir: str) -> Zoo:
     raise CheckpointError(
         f"{workdir} holds no zoo (no zoo_config.json / tasks.json). Train one "
         f"with `python -m experiments.train_sources --workdir={workdir}`.")
-  record = io.read_json(record_path)
-  with open(tasks_path, encoding="utf-8") as f:
-    tasks = tasks_from_json(f.read())
+  record = _read_record(workdir)
+  tasks = _read_tasks(workdir)
+  if len(tasks) != record["num_tasks"]:
+    raise CheckpointError(
+        f"{tasks_path} lists {len(tasks)} tasks but zoo_config.json records "
+        f"{record['num_tasks']}: the files are from different zoos. Rerun "
+        f"train_sources with the zoo's flags and --workdir={workdir}.")
   model = make_cnn(record["arch"], record["head_classes"], record["conv_impl"])
   plan = _chunk_plan(tasks, int(record["chunk_size"]))
   parts, metric_parts = [], []
@@ -838,6 +1000,7 @@ def zoo_logits(zoo_or_params, arch: str | None = None,
 def run(config: ZooConfig, workdir: str,
         progress_hook: Callable[[dict[str, Any]], None] | None = None) -> Zoo:
   """Load the pool, make the source tasks and train (or resume) the zoo."""
+  io.check_output_dir(workdir)
   if config.distributed:
     jax.distributed.initialize()
   # Imported here so the trainer does not need the loaders (and their data).

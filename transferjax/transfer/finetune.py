@@ -24,6 +24,8 @@ from transferjax.models import make_cnn
 from transferjax.transfer.fit import FitConfig, fit_models, pad_index_sets
 
 TRANSFERRED_PREFIX = "conv"
+# Transferable layers from the input up: ``num_transferred=l`` copies the first l.
+TRANSFERABLE_LAYERS = ("conv1", "conv2", "fc")
 
 
 @functools.lru_cache(maxsize=16)
@@ -40,12 +42,15 @@ def init_params_stack(arch: str, max_classes: int, keys: jax.Array,
   return _init_stack_fn(arch, int(max_classes), int(image_size), conv_impl)(keys)
 
 
-def transplant(source_params, fresh_params):
+def transplant(source_params, fresh_params, num_transferred: int | None = None):
   """``fresh_params`` with every ``conv*`` layer replaced by the source's.
 
   Args:
     source_params: source parameter pytree ``[M, ...]`` (any head width).
     fresh_params: target parameter pytree ``[M, ...]``.
+    num_transferred: None (default: every ``conv*`` layer, the paper's choice)
+      or ``l`` in 1..3: the first ``l`` of ``TRANSFERABLE_LAYERS``; the rest
+      stay fresh.
 
   Returns:
     The target pytree with transferred convolutional layers.
@@ -55,6 +60,11 @@ def transplant(source_params, fresh_params):
   """
   out = dict(fresh_params)
   conv_names = [k for k in fresh_params if k.startswith(TRANSFERRED_PREFIX)]
+  if num_transferred is not None:
+    if not 1 <= int(num_transferred) <= len(TRANSFERABLE_LAYERS):
+      raise ConfigError(f"num_transferred must be in 1..{len(TRANSFERABLE_LAYERS)} "
+                        f"(layers {TRANSFERABLE_LAYERS}), got {num_transferred}.")
+    conv_names = list(TRANSFERABLE_LAYERS[:int(num_transferred)])
   for name in conv_names:
     if name not in source_params:
       raise ConfigError(
@@ -86,6 +96,8 @@ class FinetuneOutcome:
     no_transfer_epochs: ``[S]``.
     budget_auc: ``{epoch: [q, S]}`` AUC after a fixed number of epochs.
     budget_no_transfer: ``{epoch: [S]}``.
+    test_logits: ``[q, S, E, C]`` test logits of every fine-tuned source (for
+      ensembles of sources).
   """
   auc: np.ndarray
   no_transfer: np.ndarray
@@ -93,11 +105,13 @@ class FinetuneOutcome:
   no_transfer_epochs: np.ndarray
   budget_auc: dict
   budget_no_transfer: dict
+  test_logits: np.ndarray | None = None
 
 
 def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
                      cfg: FitConfig, root_key: jax.Array,
-                     model_chunk: int = 64) -> FinetuneOutcome:
+                     model_chunk: int = 64,
+                     num_transferred: int | None = None) -> FinetuneOutcome:
   """Fine-tune every source (and the no-transfer net) on one target split.
 
   Args:
@@ -108,6 +122,8 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
     root_key: key; model (source i, seed s) uses ``fold_in(fold_in(root, s), i)``
       and the no-transfer net of seed s uses source index ``q``.
     model_chunk: models per compiled call (bounds memory on large zoos).
+    num_transferred: layers copied from the source (``transplant``); None: every
+      conv layer.
 
   Returns:
     A ``FinetuneOutcome``.
@@ -132,6 +148,8 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
   epochs = np.zeros((num_sources + 1, num_seeds), np.int32)
   budget_auc = {b: np.zeros((num_sources + 1, num_seeds)) for b in cfg.budgets
                 if b <= cfg.max_epochs}
+  test_logits = np.zeros((num_sources + 1, num_seeds, split.test.num_examples,
+                          cfg.max_classes), np.float32)
   t0 = time.time()
   for start in range(0, num_models, model_chunk):
     chunk = pairs[start:start + model_chunk]
@@ -146,7 +164,7 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
     src_index = np.array([min(i, num_sources - 1) for i, _ in padded])
     is_source = np.array([i < num_sources for i, _ in padded])
     src = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)[src_index]), source_params)
-    moved = transplant(src, fresh)
+    moved = transplant(src, fresh, num_transferred)
     # The no-transfer models keep their own random conv layers.
     sel = jnp.asarray(is_source)
     init = jax.tree.map(
@@ -163,6 +181,7 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
     for j, (i, s) in enumerate(chunk):
       auc[i, s] = binary_auc(split.test.labels, res.eval_logits[j])
       epochs[i, s] = res.epochs_run[j]
+      test_logits[i, s] = res.eval_logits[j]
       for b in budget_auc:
         budget_auc[b][i, s] = binary_auc(split.test.labels, res.budget_logits[b][j])
     done = start + len(chunk)
@@ -173,4 +192,5 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
       auc=auc[:num_sources], no_transfer=auc[num_sources],
       epochs=epochs[:num_sources], no_transfer_epochs=epochs[num_sources],
       budget_auc={b: v[:num_sources] for b, v in budget_auc.items()},
-      budget_no_transfer={b: v[num_sources] for b, v in budget_auc.items()})
+      budget_no_transfer={b: v[num_sources] for b, v in budget_auc.items()},
+      test_logits=test_logits[:num_sources])

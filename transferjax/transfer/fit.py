@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from transferjax import progress
 from transferjax.errors import ConfigError, TrainingError
 from transferjax.models import make_cnn
 from transferjax.train import step as step_lib
@@ -256,12 +257,15 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
   budgets = sorted(b for b in cfg.budgets if b <= cfg.max_epochs)
   budget_logits = {}
   t0 = time.time()
+  pbar = progress.bar(cfg.max_epochs, f"fit {num_models} models", "epoch")
   for epoch in range(1, cfg.max_epochs + 1):
     # Models keep training past early stopping only while a budget needs them.
     need_budget = bool(budgets) and epoch <= budgets[-1]
     active = active_es | need_budget
     if not active.any():
       break
+    pbar.update(1)
+    pbar.set_postfix(training=int(active.sum()), refresh=False)
     state, train_loss = fitter.epoch(state, jnp.asarray(active), images, labels,
                                      train_idx, train_len, num_classes, keys,
                                      jnp.int32(epoch))
@@ -287,6 +291,7 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
     if eval_images is not None and epoch in budgets:
       budget_logits[epoch] = np.asarray(
           fitter.logits(state["params"], jnp.asarray(eval_images, jnp.float32)))
+  pbar.close()
   logging.info("fit_models: %d models, %d epochs max, %.1fs", num_models,
                int(epochs_run.max()), time.time() - t0)
   eval_logits = None

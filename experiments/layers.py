@@ -1,0 +1,37 @@
+r"""How many layers to transfer: score every (source, depth), fine-tune each.
+
+Commands (2-core CPU, 24-source zoos; measured times in docs/notes/selection.md)::
+
+  python -m experiments.layers --zoo=runs/zoo_spot9 --target=spots
+  python -m experiments.layers --zoo=runs/zoo_scenes --target=mnist:3,5 \
+      --num_labeled=24
+
+Expected result: ``<out>/<zoo>__<target>/report.md``, ``layers.json``,
+``layers.csv`` and ``layers.png`` (is the top-scored pair the best one, rank
+correlation over all pairs, gain over transferring every conv layer), and
+``<out>/summary.md``. Shares its cached fine-tuning with ``experiments.select``.
+"""
+from absl import app, flags, logging
+
+from experiments import selection_flags
+from transferjax import cli
+from transferjax.selection import layers_run
+
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.INFO)
+  cfg = selection_flags.setting_config((2, 3))
+  res = layers_run.run(cfg, FLAGS.out or "results/layers")
+  for r in res["table"]:
+    print(f"{r['scores']:>8}: top pair {r['top_pair']} AUC {r['top_pair_auc']:.4f} "
+          f"(best {r['best_pair']} {r['best_pair_auc']:.4f}), Spearman "
+          f"{r['spearman_all_pairs']:.3f}, gain over all-conv "
+          f"{r['gain_over_paper']:+.4f}")
+  print(f"wrote {FLAGS.out or 'results/layers'}/{cfg.name}/report.md")
+
+
+if __name__ == "__main__":
+  app.run(cli.guard(main))

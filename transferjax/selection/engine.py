@@ -1,0 +1,269 @@
+"""Cached stages shared by the multi-source and layer-selection experiments.
+
+One setting = a zoo, a binary target and its splits. Every stage writes one
+file per split (atomic; a finished file is reused when its signature matches,
+otherwise CheckpointError), so a killed run resumes where it stopped and the
+two experiments share their fine-tuning:
+
+* ``finetune_stage(s, l)``: every source fine-tuned with its first ``l`` layers
+  transferred (``l = 2``: every conv layer, the paper's choice and the
+  single-source ground truth), per-seed test AUC and test logits
+  (``finetune_l{l}_split{s}.npz``);
+* ``scoring_stage(s)``: the cross-fitted scoring set, the single-source CMI, the
+  CMI of every depth, and the greedy multi-source selection with its null
+  (``scores_split{s}.json``);
+* ``set_truth_stage(s)``: the ensemble and concatenated-feature ground truth of
+  every k-subset (``sets_split{s}.npz``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+
+from transferjax import io as tio
+from transferjax.data import paper_split, split_sizes_report
+from transferjax.errors import CheckpointError, ConfigError
+from transferjax.scoring.job import load_target_for_zoo, open_zoo
+from transferjax.scoring.methods import RankConfig, score_method
+from transferjax.scoring.rank import RankJob, score_zoo
+from transferjax.selection import layers as layers_lib
+from transferjax.selection import multi_source as ms
+from transferjax.selection import set_truth
+from transferjax.transfer.finetune import finetune_sources
+from transferjax.transfer.fit import FitConfig
+from transferjax.train import zoo as zoo_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingConfig:
+  """One informative setting and how its stages are computed.
+
+  Attributes:
+    zoo: workdir of a trained zoo.
+    target: binary target spec (``spots``, ``mnist:3,5``, ...).
+    cache: folder of the per-split stage files (default
+      ``runs/selection/<zoo name>_<target>``).
+    fraction, num_labeled: labeled share / absolute ``|D_a|``.
+    num_splits: target splits (seeds 0..).
+    num_seeds: fine-tuning seeds per source and split (and head inits per set).
+    pool_size: use the first ``pool_size`` sources (0: the whole zoo).
+    ks: set sizes compared.
+    n_perm, alpha: the greedy stopping rule's null.
+    head_steps, head_lr: the concatenated-feature head (full-batch Adam).
+    grid: spatial pooling of conv depths.
+    finetune: fine-tuning config.
+    job: ranking protocol and estimator (the CMI of ``job.rank``).
+    seed: root seed.
+  """
+  zoo: str
+  target: str = "spots"
+  cache: str | None = None
+  fraction: float = 0.1
+  num_labeled: int | None = None
+  num_splits: int = 2
+  num_seeds: int = 2
+  pool_size: int = 0
+  ks: tuple[int, ...] = (2, 3)
+  n_perm: int = 20
+  alpha: float = 0.05
+  head_steps: int = 200
+  head_lr: float = 1e-2
+  grid: int = 2
+  finetune: FitConfig = FitConfig()
+  job: RankJob = RankJob()
+  seed: int = 0
+
+  def __post_init__(self):
+    if self.num_splits < 1 or self.num_seeds < 1:
+      raise ConfigError("num_splits and num_seeds must be >= 1.")
+    if not self.ks or min(self.ks) < 1:
+      raise ConfigError(f"ks must be set sizes >= 1, got {self.ks}.")
+
+  @property
+  def name(self) -> str:
+    base = os.path.basename(os.path.normpath(self.zoo))
+    tgt = self.target.replace(":", "_").replace(",", "-").replace("/", "_")
+    return f"{base}__{tgt}"
+
+  @property
+  def cache_dir(self) -> str:
+    return self.cache or os.path.join("runs", "selection", self.name)
+
+
+@dataclasses.dataclass
+class Setting:
+  """A loaded setting: config, zoo (restricted to the pool) and target."""
+  cfg: SettingConfig
+  zoo: zoo_lib.Zoo
+  target: object
+
+  @property
+  def q(self) -> int:
+    return self.zoo.num_models
+
+  def split(self, s: int):
+    return paper_split(self.target, fraction=self.cfg.fraction,
+                       num_labeled=self.cfg.num_labeled, seed=s)
+
+  def fit_config(self, split) -> FitConfig:
+    return dataclasses.replace(self.cfg.finetune, arch=self.zoo.arch,
+                               max_classes=max(2, split.train.num_classes))
+
+
+def load_setting(cfg: SettingConfig) -> Setting:
+  """Opens the zoo (first ``pool_size`` sources) and the target at its size."""
+  zoo = open_zoo(cfg.zoo)
+  if cfg.pool_size:
+    if not 2 <= cfg.pool_size <= zoo.num_models:
+      raise ConfigError(f"pool_size must be in 2..{zoo.num_models} (the zoo's "
+                        f"sources) or 0 for all, got {cfg.pool_size}.")
+    zoo = dataclasses.replace(
+        zoo, params=jax.tree.map(lambda a: np.asarray(a)[:cfg.pool_size], zoo.params),
+        tasks=zoo.tasks[:cfg.pool_size],
+        metrics={k: np.asarray(v)[:cfg.pool_size] for k, v in zoo.metrics.items()})
+  target = load_target_for_zoo(cfg.target, zoo, None)
+  if target.num_classes != 2:
+    raise ConfigError(f"Target {cfg.target!r} has {target.num_classes} classes; set "
+                      "selection needs a binary target (AUC ground truth).")
+  return Setting(cfg, zoo, target)
+
+
+def _signature(st: Setting, **extra) -> dict:
+  cfg = st.cfg
+  h = __import__("hashlib").sha256(np.ascontiguousarray(st.target.images).tobytes())
+  h.update(np.ascontiguousarray(st.target.labels).tobytes())
+  return tio._to_jsonable({
+      "zoo": os.path.abspath(cfg.zoo), "pool": [t.task_id for t in st.zoo.tasks],
+      "target": cfg.target, "target_data": h.hexdigest()[:16],
+      "fraction": cfg.fraction, "num_labeled": cfg.num_labeled,
+      "num_seeds": cfg.num_seeds, "seed": cfg.seed, **extra})
+
+
+def _check(path: str, stored: dict, wanted: dict) -> None:
+  diff = [k for k in wanted if stored.get(k) != wanted[k]]
+  if diff:
+    raise CheckpointError(f"{path} was made with different settings "
+                          f"({', '.join(diff)}); use another --cache folder or the "
+                          "same flags.")
+
+
+def _cached_npz(path: str, signature: dict, compute) -> dict:
+  if os.path.exists(path):
+    data = tio.load_npz(path)
+    _check(path, json.loads(str(data.pop("signature"))), signature)
+    return data
+  data = compute()
+  if jax.process_index() == 0:
+    tio.save_npz(path, signature=np.array(json.dumps(signature)), **data)
+  return data
+
+
+def _cached_json(path: str, signature: dict, compute) -> dict:
+  if os.path.exists(path):
+    data = tio.read_json(path)
+    _check(path, data.get("signature", {}), signature)
+    return data
+  data = {"signature": signature, **tio._to_jsonable(compute())}
+  if jax.process_index() == 0:
+    tio.write_json(path, data)
+  return data
+
+
+def finetune_stage(st: Setting, s: int, num_transferred: int) -> dict:
+  """``{"auc": [q, S], "no_transfer": [S], "test_logits": [q, S, E, C],
+  "test_labels": [E]}`` for split ``s`` with ``num_transferred`` layers."""
+  sig = _signature(st, stage="finetune", split=s, layers=num_transferred,
+                   finetune=dataclasses.asdict(st.cfg.finetune))
+
+  def compute():
+    t0 = time.time()
+    split = st.split(s)
+    out = finetune_sources(st.zoo.params, split, num_seeds=st.cfg.num_seeds,
+                           cfg=st.fit_config(split),
+                           root_key=jax.random.fold_in(jax.random.key(st.cfg.seed), s),
+                           num_transferred=num_transferred)
+    print(f"[{st.cfg.name}] split {s}, first {num_transferred} layer(s) transferred: "
+          f"{out.auc.size} fine-tunes in {time.time() - t0:.0f}s; sources "
+          f"{out.auc.mean(1).min():.4f}..{out.auc.mean(1).max():.4f}, no transfer "
+          f"{out.no_transfer.mean():.4f}", flush=True)
+    return {"auc": out.auc, "no_transfer": out.no_transfer,
+            "test_logits": out.test_logits, "test_labels": split.test.labels}
+
+  return _cached_npz(os.path.join(st.cfg.cache_dir,
+                                  f"finetune_l{num_transferred}_split{s}.npz"),
+                     sig, compute)
+
+
+def scoring_stage(st: Setting, s: int) -> dict:
+  """Single-source CMI, CMI per depth and the greedy selection on split ``s``."""
+  cfg = st.cfg
+  k_max = min(max(cfg.ks), st.q)
+  sig = _signature(st, stage="scores", split=s, job=dataclasses.asdict(cfg.job),
+                   k_max=k_max, n_perm=cfg.n_perm, alpha=cfg.alpha, grid=cfg.grid)
+
+  def compute():
+    t0 = time.time()
+    split = st.split(s)
+    logging.info("[%s] split %d: %s", cfg.name, s, split_sizes_report(split))
+    rank = dataclasses.replace(cfg.job.rank, seed=cfg.job.rank.seed + s)
+    job = dataclasses.replace(cfg.job, rank=rank)
+    scores, inp, scoring = score_zoo(st.zoo, split, job, methods=(rank.method,))
+    depth = layers_lib.depth_features(st.zoo.params, st.zoo.arch, scoring.images,
+                                      grid=cfg.grid)
+    depth_scores = {d: score_method(dataclasses.replace(inp, features=f), rank)
+                    for d, f in depth.items()}
+    greedy = ms.greedy_select(inp.labels, inp.features, inp.t, k=k_max, k_nn=rank.k,
+                              jitter=rank.jitter, key=jax.random.key(rank.seed),
+                              n_perm=cfg.n_perm, alpha=cfg.alpha)
+    print(f"[{cfg.name}] split {s}: scored {st.q} sources x {len(depth)} depths, "
+          f"greedy {greedy.selected} (gains {np.round(greedy.gains, 4).tolist()}, "
+          f"null q{1 - cfg.alpha:.2f} {np.round(greedy.null_quantiles, 4).tolist()}) "
+          f"in {time.time() - t0:.0f}s", flush=True)
+    return {"split": s, "scoring_set_size": len(inp.labels),
+            "single": scores[rank.method], "depth_scores": depth_scores,
+            "greedy": {"selected": greedy.selected, "gains": greedy.gains,
+                       "null_quantiles": greedy.null_quantiles,
+                       "num_significant": greedy.num_significant,
+                       "candidate_gains": greedy.candidate_gains},
+            "seconds": round(time.time() - t0, 1)}
+
+  return _cached_json(os.path.join(cfg.cache_dir, f"scores_split{s}.json"), sig,
+                      compute)
+
+
+def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
+  """``ens_k{k}``/``head_k{k}`` ``[C(q, k), S]`` AUC of every k-subset (k = 1 and
+  ``cfg.ks``) on split ``s``: the ensemble of fine-tuned sources and a fresh head
+  on the concatenated frozen features (``ft``: the l=2 fine-tuning of split s)."""
+  cfg = st.cfg
+  ks = sorted({1, *[k for k in cfg.ks if k <= st.q]})
+  sig = _signature(st, stage="sets", split=s, ks=ks, head_steps=cfg.head_steps,
+                   head_lr=cfg.head_lr, finetune=dataclasses.asdict(cfg.finetune))
+
+  def compute():
+    t0 = time.time()
+    split = st.split(s)
+    images = np.concatenate([split.train.images, split.val.images, split.test.images])
+    labels = np.concatenate([split.train.labels, split.val.labels, split.test.labels])
+    feats = zoo_lib.zoo_features(st.zoo, images=images)
+    out = {}
+    for k in ks:
+      subs = ms.all_subsets(st.q, k)
+      out[f"ens_k{k}"] = set_truth.ensemble_auc(ft["test_logits"], ft["test_labels"],
+                                                subs)
+      out[f"head_k{k}"] = set_truth.concat_head_auc(
+          feats, labels, split.train.num_examples, split.val.num_examples, subs,
+          num_seeds=cfg.num_seeds,
+          key=jax.random.fold_in(jax.random.key(cfg.seed + 104729), s * 10 + k),
+          steps=cfg.head_steps, lr=cfg.head_lr)
+      print(f"[{cfg.name}] split {s}: ground truth of {len(subs)} sets of {k} "
+            f"({time.time() - t0:.0f}s)", flush=True)
+    return out
+
+  return _cached_npz(os.path.join(cfg.cache_dir, f"sets_split{s}.npz"), sig, compute)
