@@ -26,6 +26,7 @@ import time
 import jax
 import numpy as np
 
+from transferjax import estimators as est
 from transferjax import io as tio
 from transferjax.data import paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
@@ -55,7 +56,12 @@ class SettingConfig:
     pool_size: use the first ``pool_size`` sources (0: the whole zoo).
     ks: set sizes compared.
     n_perm, alpha: the greedy stopping rule's null.
+    head_dim: each source's features are PCA-reduced to this many dimensions
+      (fitted on the split's unlabeled target images) before the concatenated
+      head: the head's cost grows with k * dim, and an exhaustive search trains
+      thousands of heads.
     head_steps, head_lr: the concatenated-feature head (full-batch Adam).
+    head_seeds: head initializations per subset.
     grid: spatial pooling of conv depths.
     finetune: fine-tuning config.
     job: ranking protocol and estimator (the CMI of ``job.rank``).
@@ -72,8 +78,10 @@ class SettingConfig:
   ks: tuple[int, ...] = (2, 3)
   n_perm: int = 20
   alpha: float = 0.05
-  head_steps: int = 200
+  head_dim: int = 32
+  head_steps: int = 100
   head_lr: float = 1e-2
+  head_seeds: int = 1
   grid: int = 2
   finetune: FitConfig = FitConfig()
   job: RankJob = RankJob()
@@ -243,7 +251,8 @@ def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
   on the concatenated frozen features (``ft``: the l=2 fine-tuning of split s)."""
   cfg = st.cfg
   ks = sorted({1, *[k for k in cfg.ks if k <= st.q]})
-  sig = _signature(st, stage="sets", split=s, ks=ks, head_steps=cfg.head_steps,
+  sig = _signature(st, stage="sets", split=s, ks=ks, head_dim=cfg.head_dim,
+                   head_steps=cfg.head_steps, head_seeds=cfg.head_seeds,
                    head_lr=cfg.head_lr, finetune=dataclasses.asdict(cfg.finetune))
 
   def compute():
@@ -251,7 +260,8 @@ def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
     split = st.split(s)
     images = np.concatenate([split.train.images, split.val.images, split.test.images])
     labels = np.concatenate([split.train.labels, split.val.labels, split.test.labels])
-    feats = zoo_lib.zoo_features(st.zoo, images=images)
+    feats = np.asarray(est.reduce_dim(zoo_lib.zoo_features(st.zoo, images=images),
+                                      cfg.head_dim))
     out = {}
     for k in ks:
       subs = ms.all_subsets(st.q, k)
@@ -259,7 +269,7 @@ def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
                                                 subs)
       out[f"head_k{k}"] = set_truth.concat_head_auc(
           feats, labels, split.train.num_examples, split.val.num_examples, subs,
-          num_seeds=cfg.num_seeds,
+          num_seeds=cfg.head_seeds,
           key=jax.random.fold_in(jax.random.key(cfg.seed + 104729), s * 10 + k),
           steps=cfg.head_steps, lr=cfg.head_lr)
       print(f"[{cfg.name}] split {s}: ground truth of {len(subs)} sets of {k} "

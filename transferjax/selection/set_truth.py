@@ -7,8 +7,8 @@ Two ways to use k sources together, both measured by test AUC on ``D_e``:
   comes from the same q fine-tuned models, so an exhaustive search over all
   subsets costs only AUCs.
 * ``concat_head_auc``: one network on the concatenated transferred features
-  ``[F_1, ..., F_k]`` (each source's frozen layers up to ``fc``) with a fresh
-  linear head, trained on ``D_t`` with early stopping on ``D_v``, vmapped over
+  ``[F_1, ..., F_k]`` (each source's frozen layers up to ``fc``, reduced by the
+  caller, e.g. PCA to 32 dimensions per source) with a fresh linear head, trained on ``D_t`` with early stopping on ``D_v``, vmapped over
   (subset, seed) in chunks. Frozen features make every subset a small convex
   fit, which is what makes the exhaustive oracle affordable on a CPU.
 """
