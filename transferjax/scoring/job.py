@@ -62,10 +62,13 @@ def load_target_for_zoo(target: str, zoo, image_size: int | None, **options):
 def open_zoo(path: str):
   """``load_zoo`` with a clear error for a missing or incomplete zoo."""
   from transferjax.train import zoo as zoo_lib
+  from transferjax.train import zoo_union
   if not os.path.isdir(path):
     raise CheckpointError(
         f"No zoo at {path!r}. Train one first: python -m experiments.train_sources "
         f"--workdir={path}")
+  if zoo_union.is_union(path):
+    return zoo_union.load_union(path)
   return zoo_lib.load_zoo(path)
 
 
