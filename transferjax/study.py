@@ -58,6 +58,8 @@ class StudyConfig:
     methods: the ranking methods to evaluate (``"rbm"`` included).
     rbm_hidden, rbm_epochs: the RBM baseline's size and training length.
     seed: root seed of fine-tuning and RBMs.
+    finetune_chunk: models per compiled fine-tuning call (a last partial chunk
+      is padded, so a chunk that holds every source x seed saves work).
   """
   workdir: str
   zoo_dir: str
@@ -75,6 +77,7 @@ class StudyConfig:
   rbm_hidden: int = 64
   rbm_epochs: int = 5
   seed: int = 0
+  finetune_chunk: int = 64
 
   def __post_init__(self):
     unknown = [m for m in self.methods if m not in METHODS and m != "rbm"]
@@ -155,7 +158,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
                               max_classes=max(2, split.train.num_classes))
     out = finetune_sources(zoo.params, split, num_seeds=cfg.num_seeds, cfg=fit,
                            root_key=jax.random.fold_in(jax.random.key(cfg.seed), s),
-                           metric=cfg.gt_metric)
+                           metric=cfg.gt_metric, model_chunk=cfg.finetune_chunk)
     print(f"split {s}: fine-tuned {out.auc.size + out.no_transfer.size} models in "
           f"{time.time() - t0:.0f}s; no-transfer {out.metric} "
           f"{out.no_transfer.mean():.4f}, sources {out.auc.mean(1).min():.4f}.."
