@@ -49,6 +49,8 @@ flags.DEFINE_string("suite", None, "Run a frozen suite of transferjax.suites "
                     "(testbed, smoke) instead of --zoos x --targets.")
 flags.DEFINE_string("out_dir", None, "Where a suite's leaderboard goes (default: workdir).")
 flags.DEFINE_list("extra_methods", [], "Methods scored on top of the suite's.")
+flags.DEFINE_list("only_settings", None, "Run just these setting indices of the "
+                  "suite (0-based) and write no board: to share a suite over processes.")
 FLAGS = flags.FLAGS
 
 ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_classes",
@@ -59,8 +61,13 @@ ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_
 def run_named_suite(name: str) -> None:
   from transferjax import suites
   suite = suites.get_suite(name)
+  only = (tuple(int(i) for i in FLAGS.only_settings) if FLAGS.only_settings
+          else None)
   res = suites.run_suite(suite, FLAGS.workdir, FLAGS.out_dir,
-                         extra_methods=tuple(FLAGS.extra_methods))
+                         extra_methods=tuple(FLAGS.extra_methods), only=only)
+  if res is None:
+    print(f"settings {list(only)} done")
+    return
   for role, b in res["boards"].items():
     d = b["top_two_diff"]
     print(f"-- {role} settings: top two {b['top_two'][0]} - {b['top_two'][1]} = "

@@ -178,19 +178,45 @@ def train_zoos(suite: Suite, workdir: str, *, only: str | None = None) -> dict:
 def _setting_record(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
                     methods: tuple[str, ...]) -> dict:
   """Runs (or resumes) one setting; returns its leaderboard record."""
+  from transferjax.study import run_study
+  cfg = _study_config(suite, st, zoo_dir, workdir, methods)
+  t0 = time.time()
+  ev = run_study(cfg)
+  return _read_record(st, cfg, ev, t0)
+
+
+def _study_config(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
+                  methods: tuple[str, ...]):
+  from transferjax.study import StudyConfig
+  return StudyConfig(workdir=os.path.join(workdir, "settings", st.slug), zoo_dir=zoo_dir,
+                     target=st.target, fraction=st.fraction, num_labeled=st.num_labeled,
+                     shots_per_class=st.shots_per_class,
+                     max_test_per_class=st.max_test_per_class,
+                     num_splits=suite.num_splits, num_seeds=suite.num_seeds,
+                     finetune=suite.finetune, methods=methods,
+                     finetune_chunk=suite.finetune_chunk)
+
+
+def load_records(suite: Suite, workdir: str, *, partial: bool = False) -> list[dict]:
+  """The records of a finished suite run, read from its files (nothing rerun);
+  ``partial``: skip settings that have not finished yet."""
+  from transferjax import io as tio
+  out = []
+  for st in suite.settings:
+    cfg = _study_config(suite, st, os.path.join(workdir, "zoos", st.zoo), workdir,
+                        suite.methods)
+    path = os.path.join(cfg.workdir, "evaluation.json")
+    if partial and not os.path.exists(path):
+      continue
+    ev = tio.read_json(path)
+    out.append(_read_record(st, cfg, ev, time.time(), quiet=True))
+  return out
+
+
+def _read_record(st: Setting, cfg, ev: dict, t0: float, quiet: bool = False) -> dict:
   import numpy as np
   from transferjax import io as tio
   from transferjax.evaluation import diagnostic
-  from transferjax.study import StudyConfig, run_study
-  cfg = StudyConfig(workdir=os.path.join(workdir, "settings", st.slug), zoo_dir=zoo_dir,
-                    target=st.target, fraction=st.fraction, num_labeled=st.num_labeled,
-                    shots_per_class=st.shots_per_class,
-                    max_test_per_class=st.max_test_per_class,
-                    num_splits=suite.num_splits, num_seeds=suite.num_seeds,
-                    finetune=suite.finetune, methods=methods,
-                    finetune_chunk=suite.finetune_chunk)
-  t0 = time.time()
-  ev = run_study(cfg)
   gt = tio.read_json(os.path.join(cfg.workdir, "transfer.json"))
   runs = np.asarray(gt["auc"], np.float64)
   scores = {}
@@ -203,8 +229,9 @@ def _setting_record(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
                 .get("seconds", 0.0) for sub in ("transfer", "scores")
                 for s in range(cfg.num_splits)]
   seconds["compute_first_run"] = round(float(sum(split_secs)), 1)
-  print(f"   {st.target}@{st.zoo} ({st.role}): " + diagnostic.format_line(
-      ev["diagnostic"], ev["ground_truth_metric"]), flush=True)
+  if not quiet:
+    print(f"   {st.target}@{st.zoo} ({st.role}): " + diagnostic.format_line(
+        ev["diagnostic"], ev["ground_truth_metric"]), flush=True)
   return {"zoo": st.zoo, "target": st.target, "role": st.role,
           "metric": ev["ground_truth_metric"], "runs": runs,
           "truth": runs.reshape(runs.shape[0], -1).mean(1),
@@ -216,7 +243,8 @@ def _setting_record(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
 
 
 def run_suite(suite: Suite, workdir: str, out_dir: str | None = None, *,
-              extra_methods: tuple[str, ...] = ()) -> dict:
+              extra_methods: tuple[str, ...] = (),
+              only: tuple[int, ...] | None = None) -> dict | None:
   """Trains the zoos, runs every setting (resumable), writes the leaderboard.
 
   Args:
@@ -225,6 +253,9 @@ def run_suite(suite: Suite, workdir: str, out_dir: str | None = None, *,
     out_dir: where the leaderboard files go (default ``workdir``).
     extra_methods: methods scored on top of ``suite.methods`` (a changed list
       re-scores, but never re-fine-tunes).
+    only: run just these setting indices and return None (several processes
+      can share a suite's settings; a run without ``only`` then writes the board
+      from their files).
 
   Returns:
     The ``suite_board.leaderboard`` result plus ``records`` and ``seconds``.
@@ -236,7 +267,9 @@ def run_suite(suite: Suite, workdir: str, out_dir: str | None = None, *,
   methods = tuple(suite.methods) + tuple(m for m in extra_methods
                                          if m not in suite.methods)
   records = []
-  for i, st in enumerate(suite.settings):
+  order = range(len(suite.settings)) if only is None else only
+  for i in order:
+    st = suite.settings[i]
     print(f"== setting {i + 1}/{len(suite.settings)}: {st.target} with zoo {st.zoo} "
           f"({st.role}), {time.time() - t0:.0f}s so far", flush=True)
     if st.zoo not in zoos:   # each zoo is trained (or resumed) when first needed
@@ -244,6 +277,8 @@ def run_suite(suite: Suite, workdir: str, out_dir: str | None = None, *,
       zoos.update(train_zoos(suite, workdir, only=st.zoo))
       t_zoo += time.time() - t1
     records.append(_setting_record(suite, st, zoos[st.zoo], workdir, methods))
+  if only is not None:
+    return None
   suite_board.add_loo_prior(records)
   all_methods = [m for m in methods + ("loo_prior",)
                  if all(m in r["scores"] for r in records)]

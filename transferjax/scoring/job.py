@@ -31,6 +31,8 @@ class RankRunConfig:
     num_labeled: absolute ``|D_a|`` instead of ``fraction``.
     split_seed: seed of the target split.
     job: protocol, folds, ranking and target-net settings.
+    shots_per_class: few-shot ``D_a`` (this many labeled images per class;
+      overrides ``fraction`` and ``num_labeled``).
   """
   zoo: str
   target: str = "mnist:4,9"
@@ -40,6 +42,7 @@ class RankRunConfig:
   num_labeled: int | None = None
   split_seed: int = 0
   job: RankJob = RankJob()
+  shots_per_class: int | None = None
 
 
 def load_target_for_zoo(target: str, zoo, image_size: int | None, **options):
@@ -78,7 +81,8 @@ def run(config: RankRunConfig) -> dict:
   zoo = open_zoo(config.zoo)
   target = load_target_for_zoo(config.target, zoo, config.image_size)
   split = paper_split(target, fraction=config.fraction,
-                      num_labeled=config.num_labeled, seed=config.split_seed)
+                      num_labeled=config.num_labeled, seed=config.split_seed,
+                      shots_per_class=config.shots_per_class)
   logging.info("target %s: %s", config.target, split_sizes_report(split))
   workdir = config.workdir or os.path.join(
       config.zoo, "rank", config.target.replace(":", "_").replace(",", "-").replace("/", "_"))
