@@ -6,6 +6,13 @@ Command (runtimes on a 2-core CPU: BUILD_NOTES.md and docs/notes/leaderboard.md;
   python -m experiments.benchmark --workdir=runs/benchmark \
       --zoos=scenes,limited,mixed [--targets=mnist:4,9 --targets=faces ...]
 
+A frozen suite (``transferjax/suites.py``: zoo unions whose sources differ by
+construction, settings with few-shot multi-class targets, the transfer-matters
+diagnostic per setting, development/confirmation split)::
+
+  python -m experiments.benchmark --suite=testbed --workdir=runs/suite_testbed \
+      --out_dir=results/benchmark/testbed
+
 Expected result: ``leaderboard.md`` / ``leaderboard.csv`` (per method: mean and
 sd of weighted Kendall tau over settings and over 100 random sub-pools of 10
 sources, top-1 hit, regret), the Setup Stability score, ``settings.csv`` and
@@ -19,7 +26,7 @@ import dataclasses
 import os
 
 from transferjax import cli
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import study_flags
 from transferjax import paper
@@ -38,6 +45,12 @@ flags.DEFINE_integer("num_sources", 20, "Sources per preset zoo.")
 flags.DEFINE_integer("zoo_epochs", 15, "Source training epochs of preset zoos.")
 flags.DEFINE_integer("pool_size", 10, "Sub-pool size.")
 flags.DEFINE_integer("num_pools", 100, "Random sub-pools per setting.")
+flags.DEFINE_string("suite", None, "Run a frozen suite of transferjax.suites "
+                    "(testbed, smoke) instead of --zoos x --targets.")
+flags.DEFINE_string("out_dir", None, "Where a suite's leaderboard goes (default: workdir).")
+flags.DEFINE_list("extra_methods", [], "Methods scored on top of the suite's.")
+flags.DEFINE_list("only_settings", None, "Run just these setting indices of the "
+                  "suite (0-based) and write no board: to share a suite over processes.")
 flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
 FLAGS = flags.FLAGS
 
@@ -46,8 +59,32 @@ ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_
                "shrinkage_h_score", "logme", "nleep", "gbc", "transrate", "sfda", "rbm")
 
 
+def run_named_suite(name: str) -> None:
+  from transferjax import suites
+  suite = suites.get_suite(name)
+  only = (tuple(int(i) for i in FLAGS.only_settings) if FLAGS.only_settings
+          else None)
+  res = suites.run_suite(suite, FLAGS.workdir, FLAGS.out_dir,
+                         extra_methods=tuple(FLAGS.extra_methods), only=only)
+  if res is None:
+    print(f"settings {list(only)} done")
+    return
+  for role, b in res["boards"].items():
+    d = b["top_two_diff"]
+    print(f"-- {role} settings: top two {b['top_two'][0]} - {b['top_two'][1]} = "
+          f"{d['diff']:+.3f} (95% CI {d['lo']:+.3f}..{d['hi']:+.3f})")
+    for row in b["board"][:5]:
+      print(f"   {row['method']:<20} sub-pool w.tau {row['subpool_tau_mean']:+.3f} "
+            f"[{row['subpool_ci_lo']:+.3f}, {row['subpool_ci_hi']:+.3f}]")
+  print(f"wrote {FLAGS.out_dir or FLAGS.workdir}/leaderboard.md "
+        f"({res['seconds']['total'] / 60:.1f} min)")
+
+
 def main(argv):
   del argv
+  if FLAGS.suite:
+    run_named_suite(FLAGS.suite)
+    return
   zoos = {}
   for spec in FLAGS.zoos:
     if "=" in spec:

@@ -299,8 +299,9 @@ def test_one_class_pool_is_not_told_to_lower_min_classes():
 # --- 9. misleading messages -------------------------------------------------------
 
 
-@pytest.mark.parametrize("spec", ["mnist:4", "mnist:4,9,1"])
+@pytest.mark.parametrize("spec", ["mnist:4", "mnist:4,,1", "mnist:4,9,"])
 def test_malformed_class_list_is_named(spec):
+  # "mnist:4,9,1" is a valid three-class target; one class or an empty entry is not.
   with pytest.raises(DataError, match=r"malformed class list .*mnist:4,9") as e:
     load_target(spec)
   assert "Unknown data set" not in str(e.value)

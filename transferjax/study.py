@@ -47,6 +47,11 @@ class StudyConfig:
     target: target spec (``mnist:4,9``, ``spots``, ...).
     fraction: labeled share of the target (``D_a``); the paper's 5%.
     num_labeled: absolute ``|D_a|`` (overrides ``fraction``).
+    shots_per_class: few-shot ``D_a``: this many labeled images of every class
+      (overrides ``num_labeled`` and ``fraction``).
+    max_test_per_class: cap on ``D_e`` per class (None: the rest of the data).
+    gt_metric: ground-truth score (``transfer.gt_metrics``): ``"auto"`` is
+      test AUC for binary targets and top-1 accuracy for multi-class ones.
     num_splits: target splits (seeds 0..num_splits-1) the ground truth averages.
     num_seeds: fine-tuning seeds per source and split.
     finetune: fine-tuning config (early stopping, budgets, frozen conv).
@@ -54,12 +59,17 @@ class StudyConfig:
     methods: the ranking methods to evaluate (``"rbm"`` included).
     rbm_hidden, rbm_epochs: the RBM baseline's size and training length.
     seed: root seed of fine-tuning and RBMs.
+    finetune_chunk: models per compiled fine-tuning call (a last partial chunk
+      is padded, so a chunk that holds every source x seed saves work).
   """
   workdir: str
   zoo_dir: str
   target: str = "mnist:4,9"
   fraction: float = DEFAULT_FRACTION
   num_labeled: int | None = None
+  shots_per_class: int | None = None
+  max_test_per_class: int | None = None
+  gt_metric: str = "auto"
   num_splits: int = 3
   num_seeds: int = 3
   finetune: FitConfig = FitConfig()
@@ -68,6 +78,7 @@ class StudyConfig:
   rbm_hidden: int = 64
   rbm_epochs: int = 5
   seed: int = 0
+  finetune_chunk: int = 64
 
   def __post_init__(self):
     unknown = [m for m in self.methods if m not in METHODS and m != "rbm"]
@@ -80,7 +91,8 @@ class StudyConfig:
 
 def _split(cfg: StudyConfig, target, s: int):
   return paper_split(target, fraction=cfg.fraction, num_labeled=cfg.num_labeled,
-                     seed=s)
+                     seed=s, shots_per_class=cfg.shots_per_class,
+                     max_test_per_class=cfg.max_test_per_class)
 
 
 def _fingerprint(target) -> str:
@@ -93,11 +105,18 @@ def _fingerprint(target) -> str:
 
 def _signature(cfg: StudyConfig, target) -> dict:
   """What a finished split file must agree with to be reused."""
-  return {"target": cfg.target, "target_data": _fingerprint(target),
-          "fraction": cfg.fraction,
-          "num_labeled": cfg.num_labeled, "num_seeds": cfg.num_seeds,
-          "finetune": dataclasses.asdict(cfg.finetune), "seed": cfg.seed,
-          "zoo": os.path.abspath(cfg.zoo_dir)}
+  sig = {"target": cfg.target, "target_data": _fingerprint(target),
+         "fraction": cfg.fraction,
+         "num_labeled": cfg.num_labeled, "num_seeds": cfg.num_seeds,
+         "finetune": dataclasses.asdict(cfg.finetune), "seed": cfg.seed,
+         "zoo": os.path.abspath(cfg.zoo_dir)}
+  # Only when set, so results made before these options existed stay reusable.
+  for name in ("shots_per_class", "max_test_per_class"):
+    if getattr(cfg, name) is not None:
+      sig[name] = getattr(cfg, name)
+  if cfg.gt_metric != "auto":
+    sig["gt_metric"] = cfg.gt_metric
+  return sig
 
 
 def _describe_diff(stored: dict, signature: dict, keys: list[str]) -> str:
@@ -158,12 +177,15 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
                               max_classes=max(2, split.train.num_classes))
     out = finetune_sources(zoo.params, split, num_seeds=cfg.num_seeds, cfg=fit,
-                           root_key=jax.random.fold_in(jax.random.key(cfg.seed), s))
+                           root_key=jax.random.fold_in(jax.random.key(cfg.seed), s),
+                           metric=cfg.gt_metric, model_chunk=cfg.finetune_chunk)
     print(f"split {s}: fine-tuned {out.auc.size + out.no_transfer.size} models in "
-          f"{time.time() - t0:.0f}s; no-transfer AUC {out.no_transfer.mean():.4f}, "
-          f"sources {out.auc.mean(1).min():.4f}..{out.auc.mean(1).max():.4f}",
-          flush=True)
-    return {"split": s, "sizes": split.sizes(),
+          f"{time.time() - t0:.0f}s; no-transfer {out.metric} "
+          f"{out.no_transfer.mean():.4f}, sources {out.auc.mean(1).min():.4f}.."
+          f"{out.auc.mean(1).max():.4f}", flush=True)
+    return {"split": s, "sizes": split.sizes(), "metric": out.metric,
+            "secondary": out.secondary,
+            "secondary_no_transfer": out.secondary_no_transfer,
             "auc": out.auc, "no_transfer": out.no_transfer, "epochs": out.epochs,
             "no_transfer_epochs": out.no_transfer_epochs,
             "budget_auc": {str(b): v for b, v in out.budget_auc.items()},
@@ -174,8 +196,15 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
                   lambda s=s: fine_tune(s)) for s in range(cfg.num_splits)]
   stack = lambda key: np.stack([np.asarray(r[key], np.float64) for r in runs], -1)
   budgets = sorted(runs[0]["budget_auc"], key=int)
+  secondary = sorted(runs[0].get("secondary", {}))
   result = {"auc": stack("auc"), "no_transfer": stack("no_transfer"),
             "epochs": stack("epochs"), "sizes": runs[0]["sizes"],
+            "metric": runs[0].get("metric", "auc"),
+            "secondary": {m: np.stack([np.asarray(r["secondary"][m]) for r in runs], -1)
+                          for m in secondary},
+            "secondary_no_transfer": {
+                m: np.stack([np.asarray(r["secondary_no_transfer"][m]) for r in runs], -1)
+                for m in secondary},
             "budget_auc": {b: np.stack([np.asarray(r["budget_auc"][b]) for r in runs], -1)
                            for b in budgets},
             "budget_no_transfer": {
@@ -191,7 +220,7 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
   if jax.process_index() == 0:
     tio.write_csv(os.path.join(cfg.workdir, "transfer.csv"), rows)
     tio.write_json(os.path.join(cfg.workdir, "transfer.json"),
-                   {"target": cfg.target, "sources": rows,
+                   {"target": cfg.target, "metric": result["metric"], "sources": rows,
                     "no_transfer": {"mean": result["no_transfer"].mean(),
                                     "sd": _sd(result["no_transfer"])},
                     "auc": result["auc"], "no_transfer_runs": result["no_transfer"]})
@@ -265,6 +294,15 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
     methods = tuple(m for m in cfg.methods if m != "rbm")
     scores, inp, scoring = score_zoo(zoo, split, job, methods=methods)
     warnings = _score_warnings(job, inp, scoring, scores)
+    if jax.process_index() == 0:
+      # What every method saw, so new methods can be scored without retraining
+      # the target nets (features [q, n, 200], T, labels, folds, source logits).
+      tio.save_npz(os.path.join(cfg.workdir, "scores", f"inputs_{s}.npz"),
+                   labels=inp.labels, t=inp.t, features=inp.features,
+                   source_logits=inp.source_logits, folds=inp.folds,
+                   source_num_classes=inp.source_num_classes,
+                   **{f"metric_{k}": np.asarray(v, np.float64)
+                      for k, v in inp.source_metrics.items()})
     if rbm is not None:
       from transferjax.baselines import rbm as rbm_lib
       scores["rbm"] = np.asarray(rbm_lib.rbm_scores(
@@ -344,7 +382,7 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
              fractions: tuple[float, ...] = (), title: str | None = None) -> dict:
   """Rank statistics, reliability ceiling, figures; writes report.md/evaluation.json."""
   from transferjax.evaluation import figures as figs
-  from transferjax.evaluation import answer, report, stats
+  from transferjax.evaluation import answer, diagnostic, report, stats
   from transferjax.scoring.weak import weak_sources, weak_sources_message
   from transferjax.train import zoo as zoo_lib
   mean_scores = {m: v.mean(axis=1) for m, v in scores.items()}
@@ -365,6 +403,22 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
         "methods": {m: {k: ev_b["methods"][m][k] for k in
                         ("weighted_tau", "spearman", "kendall_tau", "top1_hit")}
                     for m in mean_scores}}
+  for m, sec in gt.get("secondary", {}).items():
+    ev_m = report.evaluate_methods(mean_scores, sec,
+                                   no_transfer=gt["secondary_no_transfer"][m],
+                                   seed=cfg.seed, num_pools=0)
+    ev["secondary_ground_truth"] = ev.get("secondary_ground_truth", {})
+    ev["secondary_ground_truth"][m] = {
+        "ceiling": ev_m["ceiling"], "degenerate": ev_m["degenerate"],
+        "no_transfer": ev_m["no_transfer"],
+        "diagnostic": diagnostic.transfer_matters(sec, gt["secondary_no_transfer"][m],
+                                                  seed=cfg.seed),
+        "methods": {k: {x: ev_m["methods"][k][x] for x in
+                        ("weighted_tau", "spearman", "kendall_tau", "top1_hit")}
+                    for k in mean_scores}}
+  ev["ground_truth_metric"] = gt.get("metric", "auc")
+  ev["diagnostic"] = diagnostic.transfer_matters(gt["auc"], gt["no_transfer"],
+                                                 seed=cfg.seed)
   ev["target"] = cfg.target
   ev["split_sizes"] = gt["sizes"]
   ev["num_splits"], ev["num_seeds"] = cfg.num_splits, cfg.num_seeds
@@ -414,6 +468,11 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
       "Scores are averaged over splits before the statistics; `per_split` in "
       "evaluation.json gives each single split's ranking against the same truth.",
       "The ceiling is the split-half rank agreement of the ground truth with itself.",
+      f"Ground truth: test {ev['ground_truth_metric']} (binary targets: AUC; "
+      "multi-class: top-1 accuracy, mean per-class accuracy in "
+      "`secondary_ground_truth`).",
+      "Transfer-matters diagnostic: " + diagnostic.format_line(
+          ev["diagnostic"], ev["ground_truth_metric"]) + ".",
   ]
   if ev.get("degenerate"):
     notes.append("WARNING: this ground truth is degenerate (spread across sources "
@@ -489,11 +548,16 @@ def summary_table(ev: dict) -> str:
         else "(one run: sd undefined)")
   degenerate = {True: "yes (sources not distinguishable above noise)",
                 False: "no", None: "not assessed (needs >= 2 runs per source)"}
-  lines.append(f"no-transfer AUC {nt.get('mean', float('nan')):.4f} {sd}; sources "
+  lines.append(f"no-transfer {ev.get('ground_truth_metric', 'AUC')} "
+               f"{nt.get('mean', float('nan')):.4f} {sd}; sources "
                f"{ev['truth_spread']['min']:.4f}..{ev['truth_spread']['max']:.4f}; "
                f"negative-transfer sources: "
                f"{next(iter(ev['methods'].values())).get('num_negative', 'n/a')}; "
                f"ground truth degenerate: {degenerate[ev.get('degenerate')]}")
+  if ev.get("diagnostic"):
+    from transferjax.evaluation import diagnostic
+    lines.append(diagnostic.format_line(ev["diagnostic"],
+                                        ev.get("ground_truth_metric", "AUC")))
   if ev.get("answer"):
     lines.append(ev["answer"].replace("**", ""))
   return "\n".join(lines)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
-from transferjax.data import builtin, external, folder, scenes, spots
+from transferjax.data import builtin, external, folder, scenes, spots, testbed_pools
 from transferjax.data.container import Dataset
 from transferjax.data.source_tasks import combine_pools
 from transferjax.errors import DataError
@@ -21,6 +21,9 @@ LOADERS: dict[str, Callable[..., Dataset]] = {
     "digits": builtin.load_digits,
     "faces": builtin.load_faces,
     "spots": spots.load_spots,
+    "scenes_pool": testbed_pools.load_scenes_pool,
+    "scenes_heldout": testbed_pools.load_scenes_heldout,
+    "mnist04": testbed_pools.load_mnist04,
 }
 # Names with an argument after the colon.
 PREFIX_LOADERS: dict[str, Callable[..., Dataset]] = {

@@ -65,6 +65,30 @@ def binary_task(ds: Dataset, negative: int | str, positive: int | str) -> Datase
                  names, f"{ds.name}:{names[0]},{names[1]}", meta)
 
 
+def class_subset(ds: Dataset, classes) -> Dataset:
+  """The multi-class target of ``classes`` (names or ids), relabelled ``0..C-1``
+  in the order given; ``metadata["classes"]`` records the choice."""
+  ids = [_class_id(ds, c) for c in classes]
+  if len(set(ids)) != len(ids):
+    raise DataError(f"class_subset: classes {list(classes)} repeat; give distinct classes.")
+  lookup = np.full(ds.num_classes, -1, np.int32)
+  lookup[ids] = np.arange(len(ids), dtype=np.int32)
+  keep = np.flatnonzero(lookup[ds.labels] >= 0)
+  names = tuple(ds.class_names[i] for i in ids)
+  meta = dict(ds.metadata)
+  meta["classes"] = {"names": list(names), "ids": ids, "base": ds.name}
+  return Dataset(ds.images[keep], lookup[ds.labels[keep]], names,
+                 f"{ds.name}:{','.join(names)}", meta)
+
+
+def _parse_classes(text: str) -> tuple[str, ...] | None:
+  # "5,6,7" -> ("5", "6", "7") for three or more classes.
+  parts = text.split(",")
+  if len(parts) >= 3 and all(p.strip() for p in parts) and "/" not in text:
+    return tuple(p.strip() for p in parts)
+  return None
+
+
 def _parse_pair(text: str) -> tuple[str, str] | None:
   # "4,9" -> ("4", "9"). A path (has "/" or ".npz") is never a pair.
   parts = text.split(",")
@@ -91,6 +115,7 @@ def load_target(spec: str, **options) -> Dataset:
   """Loads a target task from a spec.
 
   Specs: ``"mnist:4,9"`` (4 = negative, 9 = positive), ``"digits:3,5"``,
+  ``"mnist:5,6,7,8,9"`` (three or more classes: a multi-class target),
   ``"scenes:astronaut/r0c0,camera/r1c1"``, ``"spots"``, ``"faces"``,
   ``"npz:/path/x.npz"``, ``"npz:/path/x.npz:0,1"``, ``"tfds:mnist:4,9"``.
   Without a pair the data set is returned whole.
@@ -104,16 +129,21 @@ def load_target(spec: str, **options) -> Dataset:
   """
   if not isinstance(spec, str) or not spec:
     raise DataError(f"Target spec must be a non-empty string like 'mnist:4,9', got {spec!r}.")
-  base, pair = spec, None
+  base, pair, many = spec, None, None
   head, sep, tail = spec.rpartition(":")
   if sep and head and _parse_pair(tail):
     base, pair = head, _parse_pair(tail)
+  elif sep and head and _parse_classes(tail):
+    base, many = head, _parse_classes(tail)
   elif sep and head and _names_a_dataset(head) and _looks_like_classes(tail):
     raise DataError(
         f"Target spec {spec!r}: malformed class list {tail!r} after {head!r}; a "
-        f"target names exactly two classes NEGATIVE,POSITIVE (e.g. {head}:4,9), "
-        f"or none for the whole data set ({head}).")
+        f"target names two classes NEGATIVE,POSITIVE (e.g. {head}:4,9), three or "
+        f"more for a multi-class target (e.g. {head}:5,6,7), or none for the "
+        f"whole data set ({head}).")
   ds = load_dataset(base, **options)
+  if many is not None:
+    return class_subset(ds, many)
   if pair is None:
     return ds
   return binary_task(ds, pair[0], pair[1])
@@ -144,7 +174,8 @@ def _split_counts(counts: np.ndarray, num_labeled: int, val_fraction: float):
 
 def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction: float = 0.15,
                 seed: int = 0, num_labeled: int | None = None,
-                min_val_per_class: int = 2) -> TargetSplit:
+                min_val_per_class: int = 2, shots_per_class: int | None = None,
+                max_test_per_class: int | None = None) -> TargetSplit:
   """The paper's split: ``D_a`` (``D_t`` + ``D_v``) and the test set ``D_e``.
 
   ``D_a`` has ``round(fraction * n)`` (or ``num_labeled``) examples allocated
@@ -159,6 +190,10 @@ def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction
     seed: split seed.
     num_labeled: absolute ``|D_a|`` (overrides ``fraction``).
     min_val_per_class: fewest examples of any class allowed in ``D_v``.
+    shots_per_class: few-shot ``D_a``: exactly this many labeled examples of
+      every class (overrides ``num_labeled`` and ``fraction``).
+    max_test_per_class: cap on ``D_e`` per class (a seeded random subset; the
+      test set only needs to be large enough to rank sources).
 
   Returns:
     ``TargetSplit(train=D_t, val=D_v, test=D_e, seed=seed)``.
@@ -166,6 +201,12 @@ def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction
   n, counts = ds.num_examples, ds.class_counts()
   if not 0.0 < val_fraction < 1.0:
     raise DataError(f"paper_split: val_fraction must be in (0, 1), got {val_fraction}.")
+  if max_test_per_class is not None and max_test_per_class < 1:
+    raise DataError(f"paper_split: max_test_per_class must be >= 1, got "
+                    f"{max_test_per_class}.")
+  if shots_per_class is not None:
+    return _few_shot_split(ds, int(shots_per_class), val_fraction, seed,
+                           min_val_per_class, max_test_per_class)
   if num_labeled is None:
     if not 0.0 < fraction < 1.0:
       raise DataError(f"paper_split: fraction must be in (0, 1), got {fraction}.")
@@ -217,13 +258,41 @@ def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction
         f">= 1 in D_t and >= 1 in D_e. {fix}, or lower min_val_per_class.")
 
   labeled, train, val = _split_counts(counts[present], num_labeled, val_fraction)
+  return _assemble(ds, present, train, val, seed, num_labeled, val_fraction,
+                   max_test_per_class)
+
+
+def _few_shot_split(ds: Dataset, shots: int, val_fraction: float, seed: int,
+                    min_val_per_class: int, max_test_per_class: int | None
+                    ) -> TargetSplit:
+  """``shots`` labeled examples per class: ``round(val_fraction * shots)`` (at
+  least ``min_val_per_class``) early-stop in ``D_v``, the rest train."""
+  counts = ds.class_counts()
+  present = np.flatnonzero(counts > 0)
+  val = max(int(_round_half_up(val_fraction * shots)), int(min_val_per_class))
+  if shots - val < 1:
+    raise DataError(f"paper_split: shots_per_class={shots} leaves no training "
+                    f"example after {val} for D_v; use shots_per_class >= {val + 1}.")
+  small = [ds.class_names[c] for c in present if counts[c] < shots + 1]
+  if small:
+    raise DataError(f"paper_split: class(es) {small[:5]} of {ds.name!r} have fewer "
+                    f"than shots_per_class + 1 = {shots + 1} examples (one must stay "
+                    "for D_e); lower shots_per_class.")
+  k = len(present)
+  return _assemble(ds, present, np.full(k, shots - val), np.full(k, val), seed,
+                   shots * k, val_fraction, max_test_per_class,
+                   extra={"shots_per_class": shots})
+
+
+def _assemble(ds, present, train, val, seed, num_labeled, val_fraction,
+              max_test_per_class, extra=None) -> TargetSplit:
   rng = np.random.default_rng(seed)
   parts = {"train": [], "val": [], "test": []}
   for cid, t, v in zip(present, train, val):
     idx = rng.permutation(np.flatnonzero(ds.labels == cid))
     parts["val"].append(idx[:v])
     parts["train"].append(idx[v:v + t])
-    parts["test"].append(idx[v + t:])
+    parts["test"].append(idx[v + t:][:max_test_per_class])
   out = {}
   for key, chunks in parts.items():
     # Shuffle so classes are interleaved (minibatches see both classes).
@@ -231,8 +300,8 @@ def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction
     out[key] = ds.subset(idx, name=ds.name)
   for key in out:
     out[key].metadata["split"] = {"part": key, "seed": int(seed),
-                                  "num_labeled": num_labeled,
-                                  "val_fraction": float(val_fraction)}
+                                  "num_labeled": int(num_labeled),
+                                  "val_fraction": float(val_fraction), **(extra or {})}
   return TargetSplit(out["train"], out["val"], out["test"], seed=int(seed))
 
 

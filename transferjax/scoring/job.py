@@ -35,6 +35,8 @@ class RankRunConfig:
     num_labeled: absolute ``|D_a|`` instead of ``fraction``.
     split_seed: seed of the target split.
     job: protocol, folds, ranking and target-net settings.
+    shots_per_class: few-shot ``D_a`` (this many labeled images per class;
+      overrides ``fraction`` and ``num_labeled``).
   """
   zoo: str
   target: str = "mnist:4,9"
@@ -44,6 +46,7 @@ class RankRunConfig:
   num_labeled: int | None = None
   split_seed: int = 0
   job: RankJob = RankJob()
+  shots_per_class: int | None = None
 
 
 def load_target_for_zoo(target: str, zoo, image_size: int | None, **options):
@@ -66,10 +69,13 @@ def load_target_for_zoo(target: str, zoo, image_size: int | None, **options):
 def open_zoo(path: str):
   """``load_zoo`` with a clear error for a missing or incomplete zoo."""
   from transferjax.train import zoo as zoo_lib
+  from transferjax.train import zoo_union
   if not os.path.isdir(path):
     raise CheckpointError(
         f"No zoo at {path!r}. Train one first: python -m experiments.train_sources "
         f"--workdir={path}")
+  if zoo_union.is_union(path):
+    return zoo_union.load_union(path)
   return zoo_lib.load_zoo(path)
 
 
@@ -81,7 +87,8 @@ def run(config: RankRunConfig) -> dict:
   zoo = open_zoo(config.zoo)
   target = load_target_for_zoo(config.target, zoo, config.image_size)
   split = paper_split(target, fraction=config.fraction,
-                      num_labeled=config.num_labeled, seed=config.split_seed)
+                      num_labeled=config.num_labeled, seed=config.split_seed,
+                      shots_per_class=config.shots_per_class)
   logging.info("target %s: %s", config.target, split_sizes_report(split))
   scores, inp, scoring = score_zoo(zoo, split, config.job)
   method = config.job.rank.method

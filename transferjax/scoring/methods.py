@@ -225,6 +225,7 @@ METHODS: dict[str, Callable] = {
     "source_holdout_acc": _zoo_metric("holdout_accuracy"),
     "source_n_classes": lambda inp, cfg, key: np.asarray(inp.source_num_classes,
                                                         np.float64),
+    "source_n_images": _zoo_metric("num_train_images"),
     "linear_probe": _cross_fitted("linear_probe"),
     "knn_accuracy": _cross_fitted("knn_accuracy"),
     **{name: _metric(name) for name in ("leep", "nce", "h_score",

@@ -73,7 +73,9 @@ def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
       features=features, source_logits=np.asarray(logits, np.float32),
       source_num_classes=np.array([t.num_classes for t in zoo.tasks]),
       folds=np.asarray(scoring.folds),
-      source_metrics={k: np.asarray(v) for k, v in zoo.metrics.items()})
+      source_metrics={"num_train_images": np.array([len(t.train_indices)
+                                                     for t in zoo.tasks]),
+                      **{k: np.asarray(v) for k, v in zoo.metrics.items()}})
 
 
 def gamma_max(inp: RankInputs, cfg: RankConfig) -> float:

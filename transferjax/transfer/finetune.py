@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from transferjax.data.tasks import TargetSplit
 from transferjax.errors import ConfigError, DataError
 from transferjax.models import make_cnn
+from transferjax.transfer import gt_metrics
 from transferjax.transfer.fit import FitConfig, fit_models, pad_index_sets
 
 TRANSFERRED_PREFIX = "conv"
@@ -90,7 +91,9 @@ class FinetuneOutcome:
   """Per-split ground truth (numpy).
 
   Attributes:
-    auc: ``[q, S]`` test AUC after early stopping, per source and seed.
+    auc: ``[q, S]`` test score after early stopping, per source and seed:
+      AUC for binary targets, else the ``metric`` given (top-1 accuracy by
+      default; the field keeps its name so stored results stay readable).
     no_transfer: ``[S]`` test AUC of the from-scratch net.
     epochs: ``[q, S]`` epochs run (early stopping) per source and seed.
     no_transfer_epochs: ``[S]``.
@@ -106,12 +109,16 @@ class FinetuneOutcome:
   budget_auc: dict
   budget_no_transfer: dict
   test_logits: np.ndarray | None = None
+  metric: str = "auc"
+  secondary: dict = dataclasses.field(default_factory=dict)
+  secondary_no_transfer: dict = dataclasses.field(default_factory=dict)
 
 
 def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
                      cfg: FitConfig, root_key: jax.Array,
                      model_chunk: int = 64,
-                     num_transferred: int | None = None) -> FinetuneOutcome:
+                     num_transferred: int | None = None,
+                     metric: str = "auto") -> FinetuneOutcome:
   """Fine-tune every source (and the no-transfer net) on one target split.
 
   Args:
@@ -124,6 +131,8 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
     model_chunk: models per compiled call (bounds memory on large zoos).
     num_transferred: layers copied from the source (``transplant``); None: every
       conv layer.
+    metric: ground-truth score (``gt_metrics``; ``"auto"``: AUC for binary
+      targets, top-1 accuracy for multi-class ones).
 
   Returns:
     A ``FinetuneOutcome``.
@@ -132,8 +141,12 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
   if split.train.num_classes > cfg.max_classes:
     raise ConfigError(f"Target has {split.train.num_classes} classes but the "
                       f"fine-tuning head has {cfg.max_classes}.")
+  num_classes = split.train.num_classes
+  metric = gt_metrics.resolve_metric(metric, num_classes)
+  extra = gt_metrics.secondary_metrics(metric, num_classes)
   if len(np.unique(split.test.labels)) < 2:
-    raise DataError("The test split D_e has one class; AUC needs both classes.")
+    raise DataError("The test split D_e has one class; a ground truth needs both "
+                    "classes.")
   image_size = split.train.image_size
   images = np.concatenate([split.train.images, split.val.images])
   labels = np.concatenate([split.train.labels, split.val.labels])
@@ -150,6 +163,9 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
                 if b <= cfg.max_epochs}
   test_logits = np.zeros((num_sources + 1, num_seeds, split.test.num_examples,
                           cfg.max_classes), np.float32)
+  sec = {m: np.zeros((num_sources + 1, num_seeds)) for m in extra}
+  score = lambda logits, m=metric: gt_metrics.score_logits(
+      split.test.labels, logits, m, num_classes)
   t0 = time.time()
   for start in range(0, num_models, model_chunk):
     chunk = pairs[start:start + model_chunk]
@@ -179,11 +195,13 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
                      np.full(m, split.train.num_classes), order_keys, cfg,
                      eval_images=split.test.images, names=names)
     for j, (i, s) in enumerate(chunk):
-      auc[i, s] = binary_auc(split.test.labels, res.eval_logits[j])
+      auc[i, s] = score(res.eval_logits[j])
+      for m in extra:
+        sec[m][i, s] = score(res.eval_logits[j], m)
       epochs[i, s] = res.epochs_run[j]
       test_logits[i, s] = res.eval_logits[j]
       for b in budget_auc:
-        budget_auc[b][i, s] = binary_auc(split.test.labels, res.budget_logits[b][j])
+        budget_auc[b][i, s] = score(res.budget_logits[b][j])
     done = start + len(chunk)
     rate = done / max(time.time() - t0, 1e-9)
     logging.info("fine-tuned %d/%d models (%.1f models/s, ETA %.0fs)", done,
@@ -193,4 +211,6 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
       epochs=epochs[:num_sources], no_transfer_epochs=epochs[num_sources],
       budget_auc={b: v[:num_sources] for b, v in budget_auc.items()},
       budget_no_transfer={b: v[num_sources] for b, v in budget_auc.items()},
-      test_logits=test_logits[:num_sources])
+      test_logits=test_logits[:num_sources],
+      metric=metric, secondary={m: v[:num_sources] for m, v in sec.items()},
+      secondary_no_transfer={m: v[num_sources] for m, v in sec.items()})
