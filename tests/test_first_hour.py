@@ -236,3 +236,20 @@ def test_answer_names_the_source_or_says_none_beats_scratch(tmp_path):
   assert open(csv_path).readline().startswith("method,weighted_tau")
   tex = open(tex_path).read()
   assert r"\begin{tabular}" in tex and r"mi\_knn" in tex and "--" in tex
+
+
+def test_ranking_explanations():
+  from transferjax.scoring.rank import explain_scores
+  rows = [{"source_id": 5, "gamma": -0.01, "gamma_ci_low": -0.05,
+           "gamma_ci_high": 0.03},
+          {"source_id": 2, "gamma": -0.02, "gamma_ci_low": -0.06,
+           "gamma_ci_high": 0.02}]
+  unc = {"p_top_first": 0.6, "num_boot": 1000}
+  text = explain_scores(rows, unc, 50, "cmi_knn")
+  assert "negative" in text and "No source shows information" in text
+  rows[0]["gamma"] = rows[0]["gamma_ci_high"] = 0.2
+  text = explain_scores(rows, unc, 50, "cmi_knn")
+  assert "Recommended: source 5 (P(first) = 0.60" in text and "[2]" in text
+  text = explain_scores(rows, None, 50, "logme")
+  assert "Recommended: source 5 (no interval for method logme" in text
+  assert "gamma:" not in text
