@@ -202,10 +202,10 @@ def test_subpools_are_capped_by_distinct_pools():
   assert ev["methods"]["a"]["subpool"]["num_pools"] == 8
 
 
-def _study_like(truth, no_transfer, runs=1):
+def _study_like(truth, no_transfer, runs=1, sign=1.0):
   rng = np.random.default_rng(0)
   auc = truth[:, None, None] + 0.001 * rng.standard_normal((len(truth), runs, 1))
-  scores = {"cmi_knn": truth + 0.01 * rng.standard_normal(len(truth)),
+  scores = {"cmi_knn": sign * truth + 0.01 * rng.standard_normal(len(truth)),
             "mi_knn": rng.normal(size=len(truth))}
   ev = report.evaluate_methods(scores, auc, no_transfer=[no_transfer] * runs)
   rows = answer.source_rows(list(range(100, 100 + len(truth))), [3] * len(truth),
@@ -220,6 +220,11 @@ def test_answer_names_the_source_or_says_none_beats_scratch(tmp_path):
   assert "Recommended source: 105" in text and "p = " in text
   assert "ceiling) is undefined" in text         # one run per source
   assert np.isnan(rows[0]["AUC sd"])             # one run: sd undefined, not 0
+  assert "transfers negatively" not in text
+  # A pick below scratch while another source beats it: said so.
+  ev3, rows3 = _study_like(truth, 0.8, sign=-1.0)
+  text3 = answer.answer(ev3, rows3, "cmi_knn")
+  assert "Recommended source: 100" in text3 and "transfers negatively" in text3
   ev2, rows2 = _study_like(truth, 0.95)
   assert "No source beats training from scratch here" in answer.answer(
       ev2, rows2, "cmi_knn")
