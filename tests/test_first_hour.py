@@ -202,10 +202,10 @@ def test_subpools_are_capped_by_distinct_pools():
   assert ev["methods"]["a"]["subpool"]["num_pools"] == 8
 
 
-def _study_like(truth, no_transfer, runs=1):
+def _study_like(truth, no_transfer, runs=1, sign=1.0):
   rng = np.random.default_rng(0)
   auc = truth[:, None, None] + 0.001 * rng.standard_normal((len(truth), runs, 1))
-  scores = {"cmi_knn": truth + 0.01 * rng.standard_normal(len(truth)),
+  scores = {"cmi_knn": sign * truth + 0.01 * rng.standard_normal(len(truth)),
             "mi_knn": rng.normal(size=len(truth))}
   ev = report.evaluate_methods(scores, auc, no_transfer=[no_transfer] * runs)
   rows = answer.source_rows(list(range(100, 100 + len(truth))), [3] * len(truth),
@@ -220,6 +220,11 @@ def test_answer_names_the_source_or_says_none_beats_scratch(tmp_path):
   assert "Recommended source: 105" in text and "p = " in text
   assert "ceiling) is undefined" in text         # one run per source
   assert np.isnan(rows[0]["AUC sd"])             # one run: sd undefined, not 0
+  assert "transfers negatively" not in text
+  # A pick below scratch while another source beats it: said so.
+  ev3, rows3 = _study_like(truth, 0.8, sign=-1.0)
+  text3 = answer.answer(ev3, rows3, "cmi_knn")
+  assert "Recommended source: 100" in text3 and "transfers negatively" in text3
   ev2, rows2 = _study_like(truth, 0.95)
   assert "No source beats training from scratch here" in answer.answer(
       ev2, rows2, "cmi_knn")
@@ -236,3 +241,20 @@ def test_answer_names_the_source_or_says_none_beats_scratch(tmp_path):
   assert open(csv_path).readline().startswith("method,weighted_tau")
   tex = open(tex_path).read()
   assert r"\begin{tabular}" in tex and r"mi\_knn" in tex and "--" in tex
+
+
+def test_ranking_explanations():
+  from transferjax.scoring.rank import explain_scores
+  rows = [{"source_id": 5, "gamma": -0.01, "gamma_ci_low": -0.05,
+           "gamma_ci_high": 0.03},
+          {"source_id": 2, "gamma": -0.02, "gamma_ci_low": -0.06,
+           "gamma_ci_high": 0.02}]
+  unc = {"p_top_first": 0.6, "num_boot": 1000}
+  text = explain_scores(rows, unc, 50, "cmi_knn")
+  assert "negative" in text and "No source shows information" in text
+  rows[0]["gamma"] = rows[0]["gamma_ci_high"] = 0.2
+  text = explain_scores(rows, unc, 50, "cmi_knn")
+  assert "Recommended: source 5 (P(first) = 0.60" in text and "[2]" in text
+  text = explain_scores(rows, None, 50, "logme")
+  assert "Recommended: source 5 (no interval for method logme" in text
+  assert "gamma:" not in text

@@ -79,7 +79,7 @@ def scale_blocks(f, t, f_scale: str = "rms"):
   With every column z-scored, a Euclidean (or max) distance over a 200-d F is
   ~sqrt(200) times one over a 1-d T; every k-NN radius then exceeds the T
   distances, all T-counts cover the whole set and I(Y; F | T) collapses to the
-  unconditioned I(Y; F) (measured: identical scores, docs/notes/estimators.md).
+  unconditioned I(Y; F) (measured: identical scores, docs/notes/first_hour.md).
   "rms" z-scores F and T and divides F by sqrt(number of non-constant F
   columns); "none" returns the inputs unchanged.
 

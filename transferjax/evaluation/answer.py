@@ -79,6 +79,9 @@ def answer(ev: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         f"true rank {best_pred['true rank']} of {len(rows)}). The best source by "
         f"the fine-tuning ground truth is source {best_true['source']} (AUC "
         f"{best_true['AUC after transfer']:.4f}).")
+    if nt is not None and best_pred["AUC after transfer"] < nt:
+      parts.append(f"The pick transfers negatively here (below training from "
+                   f"scratch): prefer source {best_true['source']} or no transfer.")
   if st:
     p = st.get("spearman_p")
     parts.append(
