@@ -229,8 +229,7 @@ def test_binned_many_equals_loop():
 def test_scale_and_permutation_invariance():
   y, f, t = _mixed_data(9, n=400)
   # Without jitter (its noise is drawn per row position and per scale).
-  E_cmi_knn = E.cmi_knn
-  cmi = lambda *a, **kw: E_cmi_knn(*a, jitter=0.0, **kw)
+  cmi = lambda *a, **kw: E.cmi_knn(*a, jitter=0.0, **kw)
   base = float(cmi(y, f, t))
   # Power-of-two scaling is exact in float, so standardized inputs are
   # bit-identical; a general affine map may flip a near-tie (one count

@@ -152,8 +152,8 @@ def make_source_tasks(pool: Dataset, num_tasks: int, *, min_classes: int = 2,
           f"it has {int(counts[classes].sum())} images and {usable} class(es) with "
           f">= {need} images, but a task needs at least 2 classes with >= {need} "
           f"images each (>= 1 training and >= 1 holdout image per class at "
-          f"holdout_fraction={holdout_fraction}), i.e. at least {2 * need} "
-          "images. Use a larger pool.")
+          f"holdout_fraction={holdout_fraction}). Use a pool with at least 2 "
+          f"such classes (at least {2 * need} images).")
     if min_classes > available:
       raise DataError(f"make_source_tasks: min_classes={min_classes} but pool "
                       f"{p['name']!r} has only {available} classes with examples; "

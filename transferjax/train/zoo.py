@@ -12,8 +12,9 @@ Workdir layout::
   zoo_config.json             the flags that define the zoo (checked on resume)
   tasks.json                  the source tasks (``SourceTask.to_json``)
   chunks/chunk_00003/         orbax checkpoint: {"params": [c, ...]} of the chunk
-  chunks/chunk_00003.json     task ids of the chunk and their metrics (written last:
-                              its presence marks the chunk finished)
+  chunks/chunk_00003.json     task ids of the chunk, their metrics and a SHA-256 of
+                              each parameter leaf, checked on every load (written
+                              last: its presence marks the chunk finished)
   metrics.json                per-model metrics of the whole zoo, in task order
 
 Memory model (``models_per_chunk``): per model, float32 bytes of
