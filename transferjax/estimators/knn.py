@@ -238,8 +238,8 @@ def cmi_knn(y, f, t=None, *, k: int = 3, metric: str = "max",
             return_local: bool = False, f_scale: str = "rms"):
   """Class-aware Frenzel-Pompe estimate of I(Y; F | T) in nats.
 
-  The ranking's estimator is `cmi_knn(y, f, t, metric="euclidean",
-  jitter=1e-6, key=key)` (what `experiments.rank` computes per source).
+  The ranking's estimator is `cmi_knn(y, f, t, metric="euclidean", key=key)`
+  (what `experiments.rank` computes per source).
 
   Args:
     y: integer class labels `[n]`.
