@@ -16,6 +16,7 @@ Commands (2-core CPU):
   python -m benchmarks.stream_scoring --num_sources 8 --n 5000 --d 2048
   python -m benchmarks.stream_scoring --repeat_sources 4,16 --n 5000 --d 2048 \\
       --methods cmi_knn,logme,leep
+  python -m benchmarks.stream_scoring --num_sources 1 --per_method  # every method
 Smoke (seconds):
   python -m benchmarks.stream_scoring --num_sources 3 --n 200 --d 16
 """
@@ -33,7 +34,8 @@ import numpy as np
 
 from transferjax.scoring.methods import METHODS, RankConfig
 from transferjax.sources.base import SourceGroup, SourceInfo
-from transferjax.sources.stream import StreamConfig, plan_chunks, score_streamed
+from transferjax.sources.stream import (StreamConfig, StreamResult, plan_chunks,
+                                       score_streamed)
 
 ZOO_ONLY = ("source_train_acc", "source_holdout_acc")
 
@@ -69,7 +71,7 @@ def _peak_rss_gb() -> float:
 
 
 def run(num_sources: int, n: int, d: int, methods: list[str], chunk_mb: float,
-        seed: int = 0) -> dict:
+        seed: int = 0, per_method: bool = False) -> dict:
   rng = np.random.default_rng(seed)
   labels = rng.permutation(np.arange(n) % 2).astype(np.int32)
   t = (labels + 0.8 * rng.standard_normal(n)).astype(np.float32)[:, None]
@@ -78,9 +80,20 @@ def run(num_sources: int, n: int, d: int, methods: list[str], chunk_mb: float,
   cfg = StreamConfig(chunk_mb=chunk_mb, progress=sys.stderr.isatty())
   chunks = plan_chunks([group], n, cfg)
   t0 = time.time()
-  res = score_streamed([group], np.zeros((n, 1, 1, 1), np.float32), np.arange(n),
-                       labels, t, folds, methods, RankConfig(seed=seed), cfg,
-                       strict=False)
+  images = np.zeros((n, 1, 1, 1), np.float32)
+  if per_method:  # one pass per method, a JSON line each (partial results survive)
+    seconds, notes, out_s = {}, {}, 0.0
+    for m in methods:
+      r = score_streamed([group], images, np.arange(n), labels, t, folds, (m,),
+                         RankConfig(seed=seed), cfg, strict=False)
+      seconds[m], notes[m], out_s = r.seconds[m], r.notes[m], out_s + r.output_seconds
+      print(json.dumps({"method": m, "s_per_source": round(r.seconds[m] / num_sources, 3),
+                        "peak_rss_gb": round(_peak_rss_gb(), 3), "failed": r.notes[m][:1]}),
+            file=sys.stderr, flush=True)
+    res = StreamResult(r.names, {}, notes, seconds, out_s, r.feature_dims)
+  else:
+    res = score_streamed([group], images, np.arange(n), labels, t, folds, methods,
+                         RankConfig(seed=seed), cfg, strict=False)
   total = time.time() - t0
   return {
       "num_sources": num_sources, "n": n, "d": d, "chunk_mb": chunk_mb,
@@ -100,6 +113,8 @@ def main():
   p.add_argument("--d", type=int, default=2048)
   p.add_argument("--methods", default="all")
   p.add_argument("--chunk_mb", type=float, default=StreamConfig.chunk_mb)
+  p.add_argument("--per_method", action="store_true",
+                 help="score one method at a time, a JSON line each on stderr")
   p.add_argument("--repeat_sources", default=None,
                  help="comma-separated source counts, one subprocess each")
   a = p.parse_args()
@@ -116,7 +131,8 @@ def main():
       print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     print(json.dumps(results))
     return
-  print(json.dumps(run(a.num_sources, a.n, a.d, methods, a.chunk_mb)))
+  print(json.dumps(run(a.num_sources, a.n, a.d, methods, a.chunk_mb,
+                       per_method=a.per_method)))
 
 
 if __name__ == "__main__":

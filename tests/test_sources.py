@@ -251,6 +251,16 @@ def test_npz_target_keeps_colour_on_request(tmp_path):
   assert rgb.images.shape == (6, 10, 10, 3) and rgb.channels == 3
 
 
+def test_tfds_target_keeps_colour_on_request():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=4):
+    gray = load_dataset("tfds:cifar10", image_size=16)
+    rgb = load_dataset("tfds:cifar10", image_size=16, color=True)
+    mnist = load_dataset("tfds:mnist", image_size=14, color=True)
+  assert gray.images.shape == (4, 16, 16, 1) and rgb.images.shape == (4, 16, 16, 3)
+  assert mnist.images.shape == (4, 14, 14, 1)  # a gray set stays gray
+
+
 def test_image_folder_loader(tmp_path):
   folder = _folder(tmp_path / "imgs")
   gray = load_dataset(f"folder:{folder}")

@@ -101,7 +101,8 @@ def load_npz_dataset(path: str, *, image_size: int | None = None,
 
 def load_tfds(name: str, *, image_size: int = 20, seed: int = 0,
               split: str = "train", data_dir: str | None = None,
-              max_examples: int | None = None, download: bool = True) -> Dataset:
+              max_examples: int | None = None, download: bool = True,
+              color: bool = False) -> Dataset:
   """A TFDS image-classification set via ``tfds.data_source`` (no TensorFlow).
 
   Args:
@@ -114,6 +115,8 @@ def load_tfds(name: str, *, image_size: int = 20, seed: int = 0,
     data_dir: TFDS data folder.
     max_examples: read at most this many rows.
     download: let TFDS download and prepare missing data.
+    color: keep RGB images in colour ``[n, s, s, 3]`` (for sources that take
+      colour); the default converts to gray. Gray data sets stay gray.
 
   Returns:
     Dataset named ``"tfds:<name>"``.
@@ -151,13 +154,18 @@ def load_tfds(name: str, *, image_size: int = 20, seed: int = 0,
     image = np.asarray(record["image"])
     unit, _ = scale_to_unit(image, name=f"tfds:{name}")
     # Images may differ in size (caltech101), so resize one at a time.
-    images.append(resize_images(to_gray(unit[None]), image_size)[0])
+    if unit.ndim == 2:
+      unit = unit[..., None]
+    channels = 3 if color and unit.shape[-1] in (3, 4) else 1
+    images.append(resize_keep_channels(to_channels(unit[None], channels), image_size)[0])
     labels.append(int(record["label"]))
   label_feature = source.dataset_info.features["label"]
   try:
     class_names = tuple(label_feature.names)
   except AttributeError:
     class_names = tuple(str(c) for c in range(label_feature.num_classes))
+  if images and len({im.shape[-1] for im in images}) > 1:  # a few gray rows in RGB data
+    images = [to_channels(im[None], 3)[0] for im in images]
   stacked = (np.stack(images) if images
              else np.zeros((0, image_size, image_size, 1), np.float32))
   return Dataset(stacked, np.asarray(labels, np.int32), class_names, f"tfds:{name}",
