@@ -260,8 +260,11 @@ def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
     split = st.split(s)
     images = np.concatenate([split.train.images, split.val.images, split.test.images])
     labels = np.concatenate([split.train.labels, split.val.labels, split.test.labels])
-    feats = np.asarray(est.reduce_dim(zoo_lib.zoo_features(st.zoo, images=images),
-                                      cfg.head_dim))
+    feats = _cached_npz(
+        os.path.join(cfg.cache_dir, f"headfeats_split{s}.npz"),
+        _signature(st, stage="headfeats", split=s, head_dim=cfg.head_dim),
+        lambda: {"feats": np.asarray(est.reduce_dim(
+            zoo_lib.zoo_features(st.zoo, images=images), cfg.head_dim))})["feats"]
     out = {}
     for k in ks:
       subs = ms.all_subsets(st.q, k)
