@@ -18,6 +18,7 @@ two experiments share their fine-tuning:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -144,7 +145,7 @@ def load_setting(cfg: SettingConfig) -> Setting:
 
 def _signature(st: Setting, **extra) -> dict:
   cfg = st.cfg
-  h = __import__("hashlib").sha256(np.ascontiguousarray(st.target.images).tobytes())
+  h = hashlib.sha256(np.ascontiguousarray(st.target.images).tobytes())
   h.update(np.ascontiguousarray(st.target.labels).tobytes())
   return tio._to_jsonable({
       "zoo": os.path.abspath(cfg.zoo), "pool": [t.task_id for t in st.zoo.tasks],
