@@ -213,3 +213,18 @@ def test_finetune_records_test_logits_per_depth():
   for i in range(2):
     assert out.auc[i, 0] == pytest.approx(
         binary_auc(split.test.labels, out.test_logits[i, 0]), abs=1e-12)
+
+
+@pytest.mark.parametrize("module", ["experiments.select", "experiments.layers"])
+def test_entry_point_bad_zoo_is_one_clear_line(module, tmp_path):
+  import os
+  import subprocess
+  import sys
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-m", module, "--zoo=/nonexistent/zoo",
+                        f"--cache={tmp_path}", f"--out={tmp_path}"], cwd=root,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                       capture_output=True, text=True, timeout=240)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "No zoo at '/nonexistent/zoo'" in out.stderr
+  assert "Traceback" not in out.stderr

@@ -18,6 +18,7 @@ two experiments share their fine-tuning:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -144,7 +145,7 @@ def load_setting(cfg: SettingConfig) -> Setting:
 
 def _signature(st: Setting, **extra) -> dict:
   cfg = st.cfg
-  h = __import__("hashlib").sha256(np.ascontiguousarray(st.target.images).tobytes())
+  h = hashlib.sha256(np.ascontiguousarray(st.target.images).tobytes())
   h.update(np.ascontiguousarray(st.target.labels).tobytes())
   return tio._to_jsonable({
       "zoo": os.path.abspath(cfg.zoo), "pool": [t.task_id for t in st.zoo.tasks],
@@ -260,8 +261,11 @@ def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
     split = st.split(s)
     images = np.concatenate([split.train.images, split.val.images, split.test.images])
     labels = np.concatenate([split.train.labels, split.val.labels, split.test.labels])
-    feats = np.asarray(est.reduce_dim(zoo_lib.zoo_features(st.zoo, images=images),
-                                      cfg.head_dim))
+    feats = _cached_npz(
+        os.path.join(cfg.cache_dir, f"headfeats_split{s}.npz"),
+        _signature(st, stage="headfeats", split=s, head_dim=cfg.head_dim),
+        lambda: {"feats": np.asarray(est.reduce_dim(
+            zoo_lib.zoo_features(st.zoo, images=images), cfg.head_dim))})["feats"]
     out = {}
     for k in ks:
       subs = ms.all_subsets(st.q, k)

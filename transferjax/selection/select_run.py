@@ -110,7 +110,8 @@ def plot(ev: dict, path: str, title: str) -> str:
     ax.set_ylim(lo - 0.3 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
     ax.set_ylabel("test AUC (mean over splits, seeds)")
     ax.set_title(KINDS[kind], fontsize=9)
-  np.atleast_1d(axes)[-1].legend(fontsize=7, loc="lower right")
+  np.atleast_1d(axes)[-1].legend(fontsize=7, loc="upper left",
+                                 bbox_to_anchor=(1.02, 1.0))
   fig.suptitle(title, fontsize=10)
   tio.save_figure(fig, path)
   return path

@@ -107,7 +107,7 @@ def _heads(feats, labels, subsets, keys, *, steps, lr, n_tr, n_va):
 def concat_head_auc(features: np.ndarray, labels: np.ndarray, n_train: int,
                     n_val: int, subsets: np.ndarray, *, num_seeds: int,
                     key: jax.Array, steps: int = 200, lr: float = 1e-2,
-                    chunk: int = 64) -> np.ndarray:
+                    chunk: int | None = None) -> np.ndarray:
   """Test AUC of a fresh linear head on each subset's concatenated features.
 
   Args:
@@ -119,7 +119,9 @@ def concat_head_auc(features: np.ndarray, labels: np.ndarray, n_train: int,
     key: PRNG key; model (subset r, seed s) uses ``fold_in(fold_in(key, s), r)``
       where r indexes ``subsets`` as given.
     steps, lr: full-batch Adam steps and step size.
-    chunk: models per compiled call.
+    chunk: models per compiled call; None: as many as fit ~150M gathered
+      floats (at most 1024). Each model is tiny, so on CPU the time goes to
+      per-operation overhead and large chunks amortize it.
 
   Returns:
     ``[m, num_seeds]`` test AUC.
@@ -129,6 +131,9 @@ def concat_head_auc(features: np.ndarray, labels: np.ndarray, n_train: int,
   lab = jnp.asarray(labels, jnp.int32)
   subsets = np.asarray(subsets, np.int32)
   m = len(subsets)
+  if chunk is None:
+    per_model = feats.shape[1] * subsets.shape[1] * feats.shape[2]
+    chunk = int(max(16, min(1024, 150_000_000 // max(per_model, 1))))
   pairs = [(r, s) for r in range(m) for s in range(num_seeds)]
   out = np.zeros((m, num_seeds))
   t0 = time.time()
@@ -144,7 +149,7 @@ def concat_head_auc(features: np.ndarray, labels: np.ndarray, n_train: int,
     for j, (r, s) in enumerate(part):
       out[r, s] = aucs[j]
     done = start + len(part)
-    if done == len(pairs) or (start // chunk) % 10 == 0:
+    if done == len(pairs) or (start // chunk) % 4 == 0:
       rate = done / max(time.time() - t0, 1e-9)
       logging.info("concat heads: %d/%d models (ETA %.0fs)", done, len(pairs),
                    (len(pairs) - done) / rate)
