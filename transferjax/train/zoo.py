@@ -43,6 +43,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from transferjax import backend
 from transferjax import io
 from transferjax import progress
 from transferjax.data.container import Dataset
@@ -53,6 +54,9 @@ from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, FEATURE_DIM, POOL_IM
                                 activation_floats_per_example, arch_spec,
                                 check_image_size, make_cnn, masked_logits)
 from transferjax.train import step as step_lib
+# Backend policy lives in transferjax.backend; re-exported for callers of this module.
+from transferjax.backend import (check_conv_backend, default_conv_impl,  # pylint: disable=unused-import
+                                 resolve_conv_impl, resolve_model_loop)
 
 EVAL_BATCH = 128
 MAX_AUTO_CHUNK = 64
@@ -610,47 +614,6 @@ def _stack_tree(parts: list[tuple[list[int], Any]], q: int) -> Any:
 _fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
 
 
-def _vmap_conv_impl(conv_impl: str) -> str:
-  """The convolution for vmapped inference: ``xla_vjp`` differs from ``xla`` only
-  in its backward pass, and vmapped (grouped) convolutions are slow on XLA:CPU,
-  so forward-only stacks use im2col (same parameters, outputs equal to ~1e-6).
-  So does a ``pallas`` zoo off GPU (Pallas would run interpreted)."""
-  if conv_impl == "xla_vjp" or (conv_impl == "pallas"
-                                and jax.default_backend() != "gpu"):
-    return "im2col"
-  return conv_impl
-
-
-def check_conv_backend(conv_impl: str) -> None:
-  """ConfigError unless ``conv_impl`` can train on this backend: ``"pallas"``
-  compiles Triton kernels, so it needs a GPU (elsewhere Pallas would interpret
-  them, thousands of times slower)."""
-  if conv_impl == "pallas" and jax.default_backend() != "gpu":
-    raise ConfigError(
-        f"conv_impl='pallas' trains with Triton GPU kernels, but JAX's backend is "
-        f"{jax.default_backend()!r}. Use --conv_impl=auto (xla_vjp on CPU, im2col "
-        "on TPU), or run on a GPU. A zoo trained with pallas on a GPU can still be "
-        "scored here (its features use im2col: same parameters).")
-
-
-def default_conv_impl() -> str:
-  """``"xla_vjp"`` on a CPU backend, ``"im2col"`` elsewhere (docs/notes/speed.md:
-  Eigen convolutions looped over models on CPU; batched matmuls under vmap on
-  GPUs, where vmapped ``lax.conv`` is a slow grouped convolution)."""
-  return "xla_vjp" if jax.default_backend() == "cpu" else "im2col"
-
-
-def resolve_conv_impl(conv_impl: str) -> str:
-  """``"auto"`` -> ``default_conv_impl()`` (no workdir to adopt from); other
-  values unchanged."""
-  return default_conv_impl() if conv_impl == "auto" else conv_impl
-
-
-def resolve_model_loop(model_loop: str) -> str:
-  """``"auto"`` -> ``step.default_model_loop()``; other values unchanged."""
-  return step_lib.default_model_loop() if model_loop == "auto" else model_loop
-
-
 @functools.lru_cache(maxsize=8)
 def _programs(arch: str, head: int, conv_impl: str, image_size: int,
               learning_rate: float, batch_size: int, steps_per_call: int,
@@ -665,7 +628,7 @@ def _programs(arch: str, head: int, conv_impl: str, image_size: int,
                     out_shardings=NamedSharding(mesh, P("models")))
   runner = step_lib.make_multi_step_runner(model, tx, batch_size, steps_per_call,
                                            unroll, model_loop, mesh)
-  eval_model = make_cnn(arch, head, _vmap_conv_impl(conv_impl), compute_dtype)
+  eval_model = make_cnn(arch, head, backend.inference_conv_impl(conv_impl), compute_dtype)
   return init_fn, runner, step_lib.make_evaluator(eval_model, eval_batch)
 
 
@@ -705,16 +668,9 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   stored = _read_record(workdir) if os.path.exists(record_path) else None
   # "auto" implementations: a resume keeps the workdir's (records older than a
   # flag hold its only value then, _RECORD_DEFAULTS); a new zoo takes the
-  # backend's default. pool_impl "fused" is 0.84x on CPU and unmeasured on
-  # GPUs (docs/notes/speed.md), so "reshape" is every backend's default.
+  # backend's default (transferjax.backend).
   recorded = None if stored is None else {**_RECORD_DEFAULTS, **stored}
-  for name, default in (("conv_impl", default_conv_impl),
-                        ("pool_impl", lambda: "reshape"),
-                        ("model_loop", step_lib.default_model_loop)):
-    if getattr(config, name) == "auto":
-      config = dataclasses.replace(
-          config, **{name: recorded[name] if recorded and name in recorded
-                     else default()})
+  config = backend.resolve_auto(config, recorded)
   check_conv_backend(config.conv_impl)
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
@@ -933,7 +889,7 @@ def _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
   n = images.shape[0]
   mesh = model_mesh(devices)
   sharded = NamedSharding(mesh, P("models"))
-  apply = _stack_apply(arch, head, _vmap_conv_impl(conv_impl or "im2col"))
+  apply = _stack_apply(arch, head, backend.inference_conv_impl(conv_impl or "im2col"))
   padded_n = _round_up(n, EVAL_BATCH)
   x = np.zeros((padded_n,) + images.shape[1:], np.float32)
   x[:n] = images
