@@ -189,7 +189,7 @@ def _retrain_fix(workdir: str) -> str:
 def _load_chunk(workdir: str, k: int, abstract: Any, task_ids: list[int]
                 ) -> tuple[Any, dict[str, Any]]:
   """Restore chunk ``k`` and verify it: its tasks, tree, shapes, content digest
-  and finiteness. The one restore path of ``train_zoo`` and ``load_zoo``.
+  and finiteness (``restore_chunk`` wraps it for ``train_zoo`` and ``load_zoo``).
 
   Raises:
     ChunkDamagedError: unreadable files or a digest mismatch (retraining fixes

@@ -263,7 +263,7 @@ def task_arrays(tasks: Sequence[SourceTask], pool_labels: np.ndarray, which: str
 
 
 # ----------------------------------------------------------------------------
-# Validation and the workdir record.
+# Validation.
 # ----------------------------------------------------------------------------
 
 
