@@ -1,7 +1,7 @@
 """Seconds to score q sources with k-NN CMI: JAX brute force vs cKDTree.
 
 Both sides compute the same class-aware Frenzel-Pompe estimate (JAX
-`cmi_knn_many`, float32; `estimators.reference.cmi_knn_kdtree`, float64) on
+`cmi_knn_many`, float32; `estimators.knn_reference.cmi_knn_kdtree`, float64) on
 the same data in the same run; each JSON line reports both times, the speed
 ratio and the largest absolute difference between the answers.
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from transferjax import io
 from transferjax.estimators import cmi_knn_many
-from transferjax.estimators import reference
+from transferjax.estimators import knn_reference as reference
 
 
 def make_data(seed: int, n: int, d_f: int, q: int, classes: int = 10,

@@ -30,7 +30,7 @@ from absl import app, flags
 
 from experiments import study_flags
 from transferjax import paper
-from transferjax.benchmark import BenchmarkConfig, run_benchmark
+from transferjax.leaderboard import BenchmarkConfig, run_benchmark
 from transferjax.train import zoo as zoo_lib
 
 # name: (paper preset whose zoo it is, ZooConfig overrides).

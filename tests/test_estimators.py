@@ -15,7 +15,7 @@ from sklearn.feature_selection._mutual_info import _compute_mi_cd
 
 import transferjax.estimators as E
 from transferjax.errors import EstimatorError
-from transferjax.estimators import reference
+from transferjax.estimators import knn_reference as reference
 
 
 def _fp_numpy(y, f, t, k, metric):

@@ -48,8 +48,9 @@ def versions() -> dict[str, str]:
 def devices() -> dict[str, Any]:
   """The JAX backend and devices this process computes on."""
   import jax
+  from transferjax import backend  # pylint: disable=g-import-not-at-top
   devs = jax.devices()
-  return {"backend": jax.default_backend(), "count": len(devs),
+  return {"backend": backend.platform(), "count": len(devs),
           "kinds": sorted({d.device_kind for d in devs}),
           "processes": jax.process_count()}
 

@@ -395,7 +395,7 @@ def conditional_entropy_y_given_t(y, t, *, method: str = "binned",
 
 @functools.partial(jax.jit, static_argnames=("p", "method", "standardize"))
 def _reduce_kernel(f, *, p, method, standardize):
-  del method  # only "pca" for now
+  del method  # "pca" is the only method (checked by the caller)
   def one(x):
     x = _standardize(x) if standardize else x
     return _pca(x, p)

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 from jax import lax
 import numpy as np
 
+from transferjax import backend
 from transferjax.errors import EstimatorError
 from transferjax.estimators import _checks
 
@@ -120,7 +121,7 @@ def _auto_block(n: int, row_block: Optional[int]) -> int:
       raise EstimatorError(f"row_block must be a positive int or None, got "
                            f"{row_block!r}.")
     return int(min(row_block, n))
-  budget = (_CPU_BLOCK_ENTRIES if jax.default_backend() == "cpu"
+  budget = (_CPU_BLOCK_ENTRIES if backend.platform() == "cpu"
             else _ACCEL_BLOCK_ENTRIES)
   return int(max(1, min(n, budget // max(n, 1))))
 

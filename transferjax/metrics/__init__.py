@@ -13,24 +13,26 @@ Every metric is a plain function on arrays with its paper's argument order:
   sfda(features, labels)                         Shao et al., ECCV 2022
   pactran_gauss(features, labels)                Ding et al., ECCV 2022 (negated)
 
-Modules: source_labels (LEEP, NCE, NLEEP), hscore, evidence (LogME),
-bhattacharyya (GBC), coding_rate (TransRate), fisher (SFDA), pactran,
-baselines,
-registry, reference (float64 NumPy references for tests and benchmarks).
+Modules, one per metric and named after it: source_labels (LEEP, NCE, NLEEP),
+hscore (H-score, shrinkage H-score), logme, gbc, transrate, sfda, pactran; and
+simple_baselines, registry, reference (float64 NumPy references for tests and
+benchmarks). The package's names ``gbc``, ``logme``, ``transrate`` and ``sfda``
+are the functions: import a module's other names from its full path
+(``from transferjax.metrics.gbc import gbc_core``).
 
 And baselines ``knn_accuracy``, ``linear_probe``, ``loo_prior``. Eager calls
 check their inputs (raising EstimatorError) and compute in float64; the same
 functions are jittable/vmappable when given ``num_classes``.
 ``score_sources(name, stacked_inputs, labels)`` scores q sources in one jit.
 """
-from transferjax.metrics.baselines import knn_accuracy, linear_probe, loo_prior
-from transferjax.metrics.bhattacharyya import gbc
-from transferjax.metrics.coding_rate import transrate
-from transferjax.metrics.evidence import logme
-from transferjax.metrics.fisher import sfda
+from transferjax.metrics.gbc import gbc
+from transferjax.metrics.logme import logme
+from transferjax.metrics.sfda import sfda
+from transferjax.metrics.transrate import transrate
 from transferjax.metrics.hscore import h_score, shrinkage_h_score
 from transferjax.metrics.pactran import pactran_gauss
 from transferjax.metrics.registry import METRICS, MetricSpec, score_sources
+from transferjax.metrics.simple_baselines import knn_accuracy, linear_probe, loo_prior
 from transferjax.metrics.source_labels import leep, nce, nleep
 
 __all__ = [

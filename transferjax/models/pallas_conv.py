@@ -35,6 +35,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
+from transferjax import backend
+
 TAPS = 9
 TILE_ROWS = 128       # output rows per program: a power of two (Triton)
 TILES_PER_SPLIT = 16  # most row tiles one kernel-gradient program sums
@@ -68,7 +70,7 @@ def supports(c_in: int, c_out: int) -> bool:
 
 def use_interpreter() -> bool:
   """Interpret the kernels unless the default backend is a GPU (tests patch this)."""
-  return jax.default_backend() != "gpu"
+  return backend.pallas_interpreted()
 
 
 def _compiler_params():

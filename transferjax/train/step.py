@@ -35,6 +35,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
+from transferjax import backend
 from transferjax.models import masked_logits
 
 State = dict[str, Any]  # {"params": pytree, "opt": optax state}
@@ -152,9 +153,7 @@ def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: in
 MODEL_LOOPS = ("vmap", "map")
 
 
-def default_model_loop() -> str:
-  """``"map"`` on a CPU backend, ``"vmap"`` elsewhere (docs/notes/speed.md)."""
-  return "map" if jax.default_backend() == "cpu" else "vmap"
+default_model_loop = backend.default_model_loop
 
 
 def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: int,

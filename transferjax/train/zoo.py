@@ -7,6 +7,12 @@ with the same command resumes at the first unfinished chunk. Model i's parameter
 depend only on its task and the seed (keys ``fold_in(root, task_id)``), not on the
 chunk size, the device count or its neighbours in the chunk.
 
+This module is the chunked trainer (``train_zoo``, ``run``, ``load_zoo``).
+Checkpoint storage is ``transferjax.train.checkpoints``, inference over a stack
+``transferjax.train.inference``, device placement ``transferjax.train.placement``
+and backend defaults ``transferjax.backend``; their public names are re-exported
+here.
+
 Workdir layout::
 
   zoo_config.json             the flags that define the zoo (checked on resume)
@@ -28,11 +34,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from typing import Any, Callable, Sequence
 
@@ -43,18 +47,32 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from transferjax import backend
 from transferjax import io
 from transferjax import progress
 from transferjax.data.container import Dataset
-from transferjax.data.tasks import SourceTask, tasks_from_json, tasks_to_json
+from transferjax.data.tasks import SourceTask, tasks_to_json
 from transferjax.errors import (CheckpointError, ConfigError, DataError,
                                 TrainingError)
-from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, FEATURE_DIM, POOL_IMPLS,
+from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, POOL_IMPLS,
                                 activation_floats_per_example, arch_spec,
-                                check_image_size, make_cnn, masked_logits)
+                                check_image_size, make_cnn)
 from transferjax.train import step as step_lib
+# Checkpoint storage lives in transferjax.train.checkpoints; re-exported (with its
+# private helpers, which tests and benchmarks call) for callers of this module.
+from transferjax.train.checkpoints import (  # pylint: disable=unused-import
+    DEFINING_FLAGS, _RECORD_DEFAULTS, ChunkDamagedError, _check_record,
+    _chunk_dir, _chunk_done, _chunk_plan, _clear_chunk, _load_chunk, _read_record,
+    _read_tasks, _record, _save_chunk, _stack_tree, params_digest, restore_chunk)
+# Placement and stacked inference live in their own modules; re-exported.
+from transferjax.train import placement
+from transferjax.train.inference import (  # pylint: disable=unused-import
+    stack_features, stack_outputs, zoo_features, zoo_logits, zoo_outputs)
+from transferjax.train.placement import EVAL_BATCH, model_mesh
+# Backend policy lives in transferjax.backend; re-exported for callers of this module.
+from transferjax.backend import (check_conv_backend, default_conv_impl,  # pylint: disable=unused-import
+                                 resolve_conv_impl, resolve_model_loop)
 
-EVAL_BATCH = 128
 MAX_AUTO_CHUNK = 64
 
 
@@ -132,19 +150,6 @@ class ZooConfig:
   distributed: bool = False
 
 
-# Flags that define the trained zoo (plus chunk_size, resolved, and the pool).
-DEFINING_FLAGS = ("dataset", "image_size", "seed", "arch", "min_classes",
-                  "max_classes", "max_per_class", "holdout_fraction", "epochs",
-                  "batch_size", "learning_rate", "conv_impl", "pool_impl",
-                  "compute_dtype", "model_loop")
-# Values a record written before a flag existed implicitly had.
-_RECORD_DEFAULTS = {"compute_dtype": "float32", "pool_impl": "reshape",
-                    "conv_impl": "im2col"}
-# Flags a record written before they were recorded cannot tell: such a record
-# takes this run's value (unchecked). model_loop "auto" resolved by backend.
-_RECORD_UNKNOWN = ("model_loop",)
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class Zoo:
   """A trained zoo.
@@ -191,33 +196,6 @@ class Zoo:
 
 
 # ----------------------------------------------------------------------------
-# Mesh and placement.
-# ----------------------------------------------------------------------------
-
-
-def model_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D ``("models",)`` mesh over ``devices`` (default: all).
-
-  Built with ``Mesh`` directly: ``jax.make_mesh`` makes Explicit axes, over which a
-  vmapped convolution raises ``ShardingTypeError``.
-  """
-  return Mesh(np.array(list(devices) if devices is not None else jax.devices()),
-              ("models",))
-
-
-def _put(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
-  return jax.device_put(np.asarray(x), sharding)
-
-
-def _fetch(x: jax.Array) -> np.ndarray:
-  """Host copy of a (possibly multi-host sharded) array."""
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-  return np.asarray(jax.device_get(x))
-
-
-# ----------------------------------------------------------------------------
 # Chunk sizing and task arrays.
 # ----------------------------------------------------------------------------
 
@@ -247,10 +225,6 @@ def models_per_chunk(config: ZooConfig, max_classes: int, num_devices: int) -> i
   per_device = max(1, min(MAX_AUTO_CHUNK,
                           int(config.memory_budget_mb * 2**20 // per_model)))
   return per_device * num_devices
-
-
-def _round_up(x: int, m: int) -> int:
-  return int(math.ceil(max(x, 1) / m) * m)
 
 
 def num_steps(n: int, batch_size: int, epochs: int) -> int:
@@ -289,7 +263,7 @@ def task_arrays(tasks: Sequence[SourceTask], pool_labels: np.ndarray, which: str
 
 
 # ----------------------------------------------------------------------------
-# Validation and the workdir record.
+# Validation.
 # ----------------------------------------------------------------------------
 
 
@@ -345,310 +319,15 @@ def _validate(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask]) -> 
   return head
 
 
-def _pool_fingerprint(pool: Dataset) -> str:
-  h = hashlib.sha256()
-  h.update(np.ascontiguousarray(pool.images).tobytes())
-  h.update(np.ascontiguousarray(pool.labels).tobytes())
-  return h.hexdigest()[:16]
-
-
-def _record(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
-            head: int, chunk: int) -> dict[str, Any]:
-  rec = {name: getattr(config, name) for name in DEFINING_FLAGS}
-  rec.update({"num_tasks": len(tasks), "head_classes": head, "chunk_size": chunk,
-              "pool_name": pool.name, "pool_size": pool.num_examples,
-              "pool_fingerprint": _pool_fingerprint(pool)})
-  return rec
-
-
-def _check_record(workdir: str, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
-  stored = {**_RECORD_DEFAULTS,
-            **{k: wanted[k] for k in _RECORD_UNKNOWN if k in wanted}, **stored}
-  differ = [k for k in sorted(set(stored) | set(wanted))
-            if stored.get(k) != wanted.get(k)]
-  if differ:
-    what = "; ".join(f"{k}: workdir has {stored.get(k)!r}, this run asks "
-                     f"{wanted.get(k)!r}" for k in differ)
-    raise CheckpointError(
-        f"{workdir} holds a zoo made with different flags ({what}). Use a new "
-        f"--workdir for these flags, or rerun with the workdir's flags to resume "
-        f"it.")
-
-
-_RECORD_INTS = ("image_size", "head_classes", "chunk_size", "num_tasks")
-
-
-def _read_record(workdir: str) -> dict[str, Any]:
-  """``zoo_config.json`` of ``workdir``, checked: CheckpointError (what is wrong
-  and what to do) for a truncated, non-JSON or implausible record."""
-  path = os.path.join(workdir, "zoo_config.json")
-  fix = ("It records the flags the zoo was trained with, so the zoo can neither "
-         "be checked nor resumed without it: restore the file from a backup, or "
-         "train the zoo again in a new --workdir.")
-  try:
-    record = io.read_json(path)
-  except (OSError, ValueError) as e:
-    raise CheckpointError(f"{path} is damaged (truncated or not JSON: "
-                          f"{type(e).__name__}: {e}). {fix}") from e
-  if not isinstance(record, dict):
-    raise CheckpointError(f"{path} holds a {type(record).__name__}, not the zoo's "
-                          f"flags. {fix}")
-  missing = [k for k in ("arch",) + _RECORD_INTS if k not in record]
-  if missing:
-    raise CheckpointError(f"{path} lacks {missing}. {fix}")
-  bad = [k for k in _RECORD_INTS
-         if isinstance(record[k], bool) or not isinstance(record[k], int)
-         or record[k] < 1]
-  if bad:
-    raise CheckpointError(
-        f"{path} has invalid {', '.join(f'{k}={record[k]!r}' for k in bad)} "
-        f"(each must be an integer >= 1). {fix}")
-  return record
-
-
-def _read_tasks(workdir: str) -> list[SourceTask] | None:
-  """The tasks of ``tasks.json`` (None if missing); CheckpointError if damaged."""
-  path = os.path.join(workdir, "tasks.json")
-  if not os.path.exists(path):
-    return None
-  try:
-    with open(path, encoding="utf-8") as f:
-      return tasks_from_json(f.read())
-  except Exception as e:  # pylint: disable=broad-except
-    raise CheckpointError(
-        f"{path} is damaged (truncated or not a task list: {type(e).__name__}: "
-        f"{e}). It lists the zoo's source tasks; rerun train_sources with the "
-        f"zoo's flags and --workdir={workdir}: it rewrites the file after checking "
-        "the flags.") from e
-
-
-# ----------------------------------------------------------------------------
-# Chunk checkpoints.
-# ----------------------------------------------------------------------------
-
-
-def _chunk_dir(workdir: str, k: int) -> str:
-  # Absolute: orbax refuses relative checkpoint paths ("runs/zoo" is the usual
-  # --workdir; the tests' tmp dirs are absolute, so only the CLI met this).
-  return os.path.abspath(os.path.join(workdir, "chunks", f"chunk_{k:05d}"))
-
-
-def _checkpointer():
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
-  return ocp.StandardCheckpointer()
-
-
-def _chunk_done(workdir: str, k: int) -> bool:
-  return (os.path.isdir(_chunk_dir(workdir, k))
-          and os.path.exists(_chunk_dir(workdir, k) + ".json"))
-
-
-def _clear_chunk(workdir: str, k: int) -> None:
-  """Remove leftovers of an unfinished chunk (orbax temp dirs included)."""
-  base = _chunk_dir(workdir, k)
-  parent = os.path.dirname(base)
-  if not os.path.isdir(parent):
-    return
-  for name in os.listdir(parent):
-    path = os.path.join(parent, name)
-    if name == os.path.basename(base) or name.startswith(os.path.basename(base) + "."):
-      if os.path.isdir(path):
-        shutil.rmtree(path)
-      elif name != os.path.basename(base) + ".json":
-        os.unlink(path)
-
-
-def _leaf_name(path) -> str:
-  return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-
-
-def params_digest(params: Any) -> dict[str, str]:
-  """``{leaf path: sha256 hex}`` of every parameter leaf's bytes (C order).
-
-  Written with each chunk's metadata and checked on every load, so a damaged
-  array file is refused instead of loading as other, finite weights.
-  """
-  # Hashed through a byte view: no copy of the (up to GBs of) parameters.
-  return {_leaf_name(path): hashlib.sha256(
-              np.ascontiguousarray(np.asarray(leaf)).reshape(-1).view(np.uint8)
-          ).hexdigest()
-          for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
-
-
-class ChunkDamagedError(CheckpointError):
-  """A finished chunk's files are unreadable or differ from their digest:
-  retraining the chunk (rerunning ``train_sources``) repairs it."""
-
-
-def _save_chunk(workdir: str, k: int, params: Any, meta: dict[str, Any],
-                writer: bool) -> None:
-  ckptr = _checkpointer()
-  # Collective in multi-host runs: every process calls it, orbax's primary writes.
-  ckptr.save(_chunk_dir(workdir, k), {"params": params})
-  ckptr.wait_until_finished()
-  if writer:
-    # Written last and atomically: its presence marks the chunk finished, and
-    # its digest is what every later load checks the arrays against.
-    io.write_json(_chunk_dir(workdir, k) + ".json",
-                  {**meta, "sha256": params_digest(params)})
-
-
-def _retrain_fix(workdir: str) -> str:
-  return (f"Rerun train_sources with the same flags and --workdir={workdir}: it "
-          "retrains only this chunk (same seed, same weights).")
-
-
-def _load_chunk(workdir: str, k: int, abstract: Any, task_ids: list[int]
-                ) -> tuple[Any, dict[str, Any]]:
-  """Restore chunk ``k`` and verify it: its tasks, tree, shapes, content digest
-  and finiteness. The one restore path of ``train_zoo`` and ``load_zoo``.
-
-  Raises:
-    ChunkDamagedError: unreadable files or a digest mismatch (retraining fixes
-      it; ``train_zoo`` does so by itself).
-    CheckpointError: the chunk holds other tasks, or non-finite parameters.
-  """
-  path = _chunk_dir(workdir, k)
-  try:
-    meta = io.read_json(path + ".json")
-  except (OSError, ValueError) as e:
-    raise ChunkDamagedError(
-        f"Chunk {k} metadata {path}.json is unreadable ({type(e).__name__}: {e}). "
-        f"{_retrain_fix(workdir)}") from e
-  if not isinstance(meta, dict) or list(meta.get("task_ids", [])) != list(task_ids):
-    got = meta.get("task_ids") if isinstance(meta, dict) else meta
-    raise CheckpointError(
-        f"Chunk checkpoint {path} holds tasks {got}, expected {task_ids}: it is "
-        f"from another zoo. Delete {path} and {path}.json, then rerun "
-        "train_sources with this zoo's flags and --workdir to retrain it.")
-  try:
-    restored = _checkpointer().restore(path)["params"]
-    want = jax.tree.structure(abstract)
-    if jax.tree.structure(restored) != want:
-      raise ValueError("parameter tree differs from the architecture's")
-    for got, exp in zip(jax.tree.leaves(restored), jax.tree.leaves(abstract)):
-      if tuple(got.shape) != tuple(exp.shape) or got.dtype != exp.dtype:
-        raise ValueError(f"array of shape {got.shape} {got.dtype}, expected "
-                         f"{exp.shape} {exp.dtype}")
-    restored = jax.tree.map(np.asarray, restored)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ChunkDamagedError(
-        f"Chunk checkpoint {path} is unreadable or corrupt ({type(e).__name__}: "
-        f"{e}). {_retrain_fix(workdir)}") from e
-  stored = meta.get("sha256")
-  if stored is None:
-    _warn_no_digest(workdir, k)
-  else:
-    digest = params_digest(restored)
-    bad = sorted(n for n in set(stored) | set(digest)
-                 if stored.get(n) != digest.get(n))
-    if bad:
-      raise ChunkDamagedError(
-          f"Chunk {k} ({path}, source tasks {task_ids}) is damaged: the content "
-          f"of {bad} differs from the digest written when it was trained. "
-          f"{_retrain_fix(workdir)}")
-  leaves = jax.tree.leaves(restored)
-  finite = np.all([np.isfinite(x.reshape(len(task_ids), -1)).all(axis=1)
-                   for x in leaves], axis=0)
-  if not np.all(finite):
-    bad_ids = [task_ids[i] for i in np.flatnonzero(~finite)]
-    raise CheckpointError(
-        f"Chunk {k} ({path}) holds NaN/inf parameters for source task(s) "
-        f"{bad_ids}. Delete {path} and {path}.json and rerun train_sources with "
-        "the same flags and --workdir to retrain it (if training diverges again, "
-        "lower --learning_rate in a new --workdir).")
-  return restored, meta
-
-
-_WARNED_NO_DIGEST: set[str] = set()
-
-
-def _warn_no_digest(workdir: str, k: int) -> None:
-  """One warning per zoo: chunks written before digests existed load unverified."""
-  key = os.path.abspath(workdir)
-  if key not in _WARNED_NO_DIGEST:
-    _WARNED_NO_DIGEST.add(key)
-    logging.warning(
-        "zoo %s: chunk %d (and possibly others) has no content digest (written by "
-        "an older transferjax), so damage to its files cannot be detected; "
-        "retrain the zoo in a new --workdir to get verified chunks.", workdir, k)
-
-
 # ----------------------------------------------------------------------------
 # Training.
 # ----------------------------------------------------------------------------
-
-
-def _chunk_plan(tasks: Sequence[SourceTask], chunk: int) -> list[list[int]]:
-  """Task positions per chunk: tasks sorted by size, so a chunk's models finish
-  together and few masked steps are wasted."""
-  sizes = np.array([len(t.train_indices) for t in tasks])
-  order = np.argsort(sizes, kind="stable")
-  num_chunks = int(math.ceil(len(tasks) / chunk))
-  return [order[k * chunk:(k + 1) * chunk].tolist() for k in range(num_chunks)]
-
-
-def _abstract_params(model, image_size: int, q: int) -> Any:
-  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0),
-                          jnp.zeros((1, image_size, image_size, 1)))["params"]
-  return jax.tree.map(lambda s: np.zeros((q,) + s.shape, s.dtype), shapes)
-
-
-def _stack_tree(parts: list[tuple[list[int], Any]], q: int) -> Any:
-  """Scatter per-chunk ``[c, ...]`` trees into one ``[q, ...]`` tree in task order."""
-  first = parts[0][1]
-  out = jax.tree.map(lambda x: np.zeros((q,) + x.shape[1:], x.dtype), first)
-  for positions, tree in parts:
-    for dst, src in zip(jax.tree.leaves(out), jax.tree.leaves(tree)):
-      dst[np.asarray(positions)] = src
-  return out
 
 
 # Model i's init key is fold_in(init_root, task_id) and its model key (whose
 # fold_in(., step) is the step key) fold_in(train_root, task_id), with
 # (init_root, train_root) = split(PRNGKey(seed)).
 _fold = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(None, 0)))
-
-
-def _vmap_conv_impl(conv_impl: str) -> str:
-  """The convolution for vmapped inference: ``xla_vjp`` differs from ``xla`` only
-  in its backward pass, and vmapped (grouped) convolutions are slow on XLA:CPU,
-  so forward-only stacks use im2col (same parameters, outputs equal to ~1e-6).
-  So does a ``pallas`` zoo off GPU (Pallas would run interpreted)."""
-  if conv_impl == "xla_vjp" or (conv_impl == "pallas"
-                                and jax.default_backend() != "gpu"):
-    return "im2col"
-  return conv_impl
-
-
-def check_conv_backend(conv_impl: str) -> None:
-  """ConfigError unless ``conv_impl`` can train on this backend: ``"pallas"``
-  compiles Triton kernels, so it needs a GPU (elsewhere Pallas would interpret
-  them, thousands of times slower)."""
-  if conv_impl == "pallas" and jax.default_backend() != "gpu":
-    raise ConfigError(
-        f"conv_impl='pallas' trains with Triton GPU kernels, but JAX's backend is "
-        f"{jax.default_backend()!r}. Use --conv_impl=auto (xla_vjp on CPU, im2col "
-        "on TPU), or run on a GPU. A zoo trained with pallas on a GPU can still be "
-        "scored here (its features use im2col: same parameters).")
-
-
-def default_conv_impl() -> str:
-  """``"xla_vjp"`` on a CPU backend, ``"im2col"`` elsewhere (docs/notes/speed.md:
-  Eigen convolutions looped over models on CPU; batched matmuls under vmap on
-  GPUs, where vmapped ``lax.conv`` is a slow grouped convolution)."""
-  return "xla_vjp" if jax.default_backend() == "cpu" else "im2col"
-
-
-def resolve_conv_impl(conv_impl: str) -> str:
-  """``"auto"`` -> ``default_conv_impl()`` (no workdir to adopt from); other
-  values unchanged."""
-  return default_conv_impl() if conv_impl == "auto" else conv_impl
-
-
-def resolve_model_loop(model_loop: str) -> str:
-  """``"auto"`` -> ``step.default_model_loop()``; other values unchanged."""
-  return step_lib.default_model_loop() if model_loop == "auto" else model_loop
 
 
 @functools.lru_cache(maxsize=8)
@@ -665,7 +344,7 @@ def _programs(arch: str, head: int, conv_impl: str, image_size: int,
                     out_shardings=NamedSharding(mesh, P("models")))
   runner = step_lib.make_multi_step_runner(model, tx, batch_size, steps_per_call,
                                            unroll, model_loop, mesh)
-  eval_model = make_cnn(arch, head, _vmap_conv_impl(conv_impl), compute_dtype)
+  eval_model = make_cnn(arch, head, backend.inference_conv_impl(conv_impl), compute_dtype)
   return init_fn, runner, step_lib.make_evaluator(eval_model, eval_batch)
 
 
@@ -705,16 +384,9 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   stored = _read_record(workdir) if os.path.exists(record_path) else None
   # "auto" implementations: a resume keeps the workdir's (records older than a
   # flag hold its only value then, _RECORD_DEFAULTS); a new zoo takes the
-  # backend's default. pool_impl "fused" is 0.84x on CPU and unmeasured on
-  # GPUs (docs/notes/speed.md), so "reshape" is every backend's default.
+  # backend's default (transferjax.backend).
   recorded = None if stored is None else {**_RECORD_DEFAULTS, **stored}
-  for name, default in (("conv_impl", default_conv_impl),
-                        ("pool_impl", lambda: "reshape"),
-                        ("model_loop", step_lib.default_model_loop)):
-    if getattr(config, name) == "auto":
-      config = dataclasses.replace(
-          config, **{name: recorded[name] if recorded and name in recorded
-                     else default()})
+  config = backend.resolve_auto(config, recorded)
   check_conv_backend(config.conv_impl)
   if stored is not None and config.chunk_size == 0 and stored.get("chunk_size"):
     # A resume keeps the workdir's chunks, whatever the device count now (each
@@ -723,7 +395,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   else:
     chunk = models_per_chunk(config, head, num_devices)
     # Balance the chunks (every chunk is padded to the same size: one compile).
-    chunk = _round_up(math.ceil(len(tasks) / math.ceil(len(tasks) / chunk)),
+    chunk = placement.round_up(math.ceil(len(tasks) / math.ceil(len(tasks) / chunk)),
                       num_devices)
   record = _record(config, pool, tasks, head, chunk)
   tasks_text = tasks_to_json(tasks)
@@ -751,7 +423,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
 
   model = make_cnn(config.arch, head, config.conv_impl)
   most_rows = max(max(len(t.train_indices), len(t.holdout_indices)) for t in tasks)
-  eval_batch = min(EVAL_BATCH, _round_up(most_rows, 8))
+  eval_batch = min(EVAL_BATCH, placement.round_up(most_rows, 8))
   init_fn, runner, evaluate = _programs(
       config.arch, head, config.conv_impl, config.image_size,
       float(config.learning_rate), config.batch_size, config.steps_per_call,
@@ -762,29 +434,28 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
   replicated = NamedSharding(mesh, P())
   images = None  # Put on the devices only if some chunk needs training.
   plan = _chunk_plan(tasks, chunk)
-  len_train = _round_up(max(len(t.train_indices) for t in tasks), eval_batch)
-  len_hold = _round_up(max(len(t.holdout_indices) for t in tasks), eval_batch)
+  len_train = placement.round_up(max(len(t.train_indices) for t in tasks), eval_batch)
+  len_hold = placement.round_up(max(len(t.holdout_indices) for t in tasks), eval_batch)
   init_root, train_root = jax.random.split(jax.random.PRNGKey(config.seed))
-  padded = _round_up(chunk, num_devices)
+  padded = placement.round_up(chunk, num_devices)
 
   parts, metric_parts = [], []
   start, done_models = time.time(), 0
   for k, positions in enumerate(plan):
     chunk_tasks = [tasks[i] for i in positions]
     task_ids = [t.task_id for t in chunk_tasks]
-    abstract = _abstract_params(model, config.image_size, len(positions))
     restored = None
     if _chunk_done(workdir, k):
       try:
-        restored = _load_chunk(workdir, k, abstract, task_ids)
+        restored = restore_chunk(workdir, k, model, config.image_size, tasks,
+                                 positions)
       except ChunkDamagedError as e:
         logging.warning("zoo chunk %d/%d is damaged; retraining it: %s", k + 1,
                         len(plan), e)
     if restored is not None:
-      params, meta = restored
+      params, chunk_metrics = restored
       parts.append((positions, params))
-      metric_parts.append((positions, {m: np.asarray(v, np.float32)
-                                       for m, v in meta["metrics"].items()}))
+      metric_parts.append((positions, chunk_metrics))
       done_models += len(positions)
       logging.info("zoo chunk %d/%d: restored from %s", k + 1, len(plan),
                    _chunk_dir(workdir, k))
@@ -792,7 +463,7 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     if writer:
       _clear_chunk(workdir, k)
     if images is None:
-      images = _put(pool.images, replicated)
+      images = placement.put(pool.images, replicated)
     t_chunk = time.time()
     # Pad the chunk with copies of its first task that never train (num_steps 0).
     fill = chunk_tasks + [chunk_tasks[0]] * (padded - len(chunk_tasks))
@@ -802,10 +473,10 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
                               config.batch_size, config.epochs)
     train_arrays["num_steps"][len(chunk_tasks):] = 0
     ids = np.array([t.task_id for t in fill], np.uint32)
-    keys = _put(np.asarray(_fold(train_root, ids)), sharded)
-    state = init_fn(_put(np.asarray(_fold(init_root, ids)), sharded))
-    dev_train = {n: _put(v, sharded) for n, v in train_arrays.items()}
-    active = _put(np.ones((padded,), bool), sharded)
+    keys = placement.put(np.asarray(_fold(train_root, ids)), sharded)
+    state = init_fn(placement.put(np.asarray(_fold(init_root, ids)), sharded))
+    dev_train = {n: placement.put(v, sharded) for n, v in train_arrays.items()}
+    active = placement.put(np.ones((padded,), bool), sharded)
     total = int(train_arrays["num_steps"].max())
     losses = []
     with progress.bar(total, f"zoo chunk {k + 1}/{len(plan)}", "step") as pbar:
@@ -819,18 +490,18 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     params = state["params"]
     tr = evaluate(params, dev_train["idx"], dev_train["labels"], dev_train["n"],
                   dev_train["num_classes"], images)
-    ho = evaluate(params, _put(hold_arrays["idx"], sharded),
-                  _put(hold_arrays["labels"], sharded),
-                  _put(hold_arrays["n"], sharded),
-                  _put(hold_arrays["num_classes"], sharded), images)
+    ho = evaluate(params, placement.put(hold_arrays["idx"], sharded),
+                  placement.put(hold_arrays["labels"], sharded),
+                  placement.put(hold_arrays["n"], sharded),
+                  placement.put(hold_arrays["num_classes"], sharded), images)
     c = len(chunk_tasks)
-    params = jax.tree.map(lambda x: _fetch(x)[:c], params)
-    step_losses = (np.concatenate([_fetch(x) for x in losses])[:, :c]
+    params = jax.tree.map(lambda x: placement.fetch(x)[:c], params)
+    step_losses = (np.concatenate([placement.fetch(x) for x in losses])[:, :c]
                    if losses else np.zeros((0, c), np.float32))
-    metrics = {"train_loss": _fetch(tr["loss"])[:c],
-               "train_accuracy": _fetch(tr["accuracy"])[:c],
-               "holdout_loss": _fetch(ho["loss"])[:c],
-               "holdout_accuracy": _fetch(ho["accuracy"])[:c]}
+    metrics = {"train_loss": placement.fetch(tr["loss"])[:c],
+               "train_accuracy": placement.fetch(tr["accuracy"])[:c],
+               "holdout_loss": placement.fetch(ho["loss"])[:c],
+               "holdout_accuracy": placement.fetch(ho["accuracy"])[:c]}
     finite = (np.all(np.isfinite(step_losses), axis=0)
               & np.isfinite(metrics["train_loss"])
               & np.all([np.all(np.isfinite(x.reshape(c, -1)), axis=1)
@@ -896,106 +567,13 @@ def load_zoo(workdir: str) -> Zoo:
           f"The zoo in {workdir} is incomplete: chunk {k} ({_chunk_dir(workdir, k)}) "
           "is missing. Rerun train_sources with the same flags and --workdir to "
           "finish it.")
-    abstract = _abstract_params(model, record["image_size"], len(positions))
-    params, meta = _load_chunk(workdir, k, abstract,
-                               [tasks[i].task_id for i in positions])
+    params, chunk_metrics = restore_chunk(workdir, k, model, record["image_size"],
+                                          tasks, positions)
     parts.append((positions, params))
-    metric_parts.append((positions, {m: np.asarray(v, np.float32)
-                                     for m, v in meta["metrics"].items()}))
+    metric_parts.append((positions, chunk_metrics))
   return Zoo(_stack_tree(parts, len(tasks)), tasks, record["arch"],
              int(record["image_size"]), int(record["head_classes"]),
              _stack_tree(metric_parts, len(tasks)), record)
-
-
-# ----------------------------------------------------------------------------
-# Inference over a whole stack.
-# ----------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _stack_apply(arch: str, head: int, conv_impl: str):
-  return step_lib.make_stack_apply(make_cnn(arch, head, conv_impl), EVAL_BATCH)
-
-
-def _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
-                   devices) -> tuple[np.ndarray, np.ndarray]:
-  if isinstance(zoo_or_params, Zoo):
-    params, arch = zoo_or_params.params, zoo_or_params.arch
-    conv_impl = conv_impl or zoo_or_params.conv_impl
-  else:
-    params = zoo_or_params
-    if arch is None:
-      raise ConfigError("Pass arch= with a parameter stack (or pass a Zoo).")
-  images = np.asarray(images, np.float32)
-  check_image_size(arch, images.shape[1])
-  head = int(params["head"]["kernel"].shape[-1])
-  q = int(params["head"]["kernel"].shape[0])
-  n = images.shape[0]
-  mesh = model_mesh(devices)
-  sharded = NamedSharding(mesh, P("models"))
-  apply = _stack_apply(arch, head, _vmap_conv_impl(conv_impl or "im2col"))
-  padded_n = _round_up(n, EVAL_BATCH)
-  x = np.zeros((padded_n,) + images.shape[1:], np.float32)
-  x[:n] = images
-  x = _put(x, NamedSharding(mesh, P()))
-  size = _round_up(min(model_chunk, q), mesh.devices.size)
-  logits, feats = [], []
-  for s in range(0, q, size):
-    part = jax.tree.map(lambda a: np.asarray(a[s:s + size]), params)
-    c = part["head"]["kernel"].shape[0]
-    part = jax.tree.map(
-        lambda a: np.concatenate([a, np.repeat(a[:1], size - c, 0)]), part)
-    lg, ft = apply(jax.tree.map(lambda a: _put(a, sharded), part), x)
-    logits.append(_fetch(lg)[:c, :n])
-    feats.append(_fetch(ft)[:c, :n])
-  return np.concatenate(logits), np.concatenate(feats)
-
-
-def zoo_features(zoo_or_params, arch: str | None = None,
-                 images: np.ndarray | None = None, *, conv_impl: str | None = None,
-                 model_chunk: int = 16,
-                 devices: Sequence[jax.Device] | None = None) -> np.ndarray:
-  """Penultimate features ``N_i^{m-1}(x)`` of every model: ``[q, n, 200]``.
-
-  Args:
-    zoo_or_params: a ``Zoo`` or a parameter stack with a leading ``[q]`` axis.
-    arch: the architecture (ignored for a Zoo).
-    images: ``[n, s, s, 1]`` float32.
-    conv_impl: convolution implementation (default: the zoo's, or im2col).
-    model_chunk: models per jitted call (bounds memory).
-    devices: devices to shard the model axis over (default: all).
-  """
-  _, feats = _stack_outputs(zoo_or_params, arch, images, conv_impl, model_chunk,
-                            devices)
-  assert feats.shape[-1] == FEATURE_DIM
-  return feats
-
-
-def zoo_outputs(zoo_or_params, arch: str | None = None,
-                images: np.ndarray | None = None, *, num_classes=None,
-                conv_impl: str | None = None, model_chunk: int = 16,
-                devices: Sequence[jax.Device] | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """Head logits ``[q, n, max_classes]`` and features ``[q, n, 200]``, one pass.
-
-  Logit columns ``>= num_classes[i]`` are set to ``finfo.min`` (``masked_logits``);
-  ``num_classes`` defaults to the zoo's task class counts for a ``Zoo`` and to no
-  masking for a bare parameter stack. Other arguments as in ``zoo_features``.
-  """
-  if num_classes is None and isinstance(zoo_or_params, Zoo):
-    num_classes = [t.num_classes for t in zoo_or_params.tasks]
-  logits, feats = _stack_outputs(zoo_or_params, arch, images, conv_impl,
-                                 model_chunk, devices)
-  if num_classes is not None:
-    nc = np.asarray(num_classes).reshape(-1, 1, 1)
-    logits = np.asarray(masked_logits(jnp.asarray(logits), jnp.asarray(nc)))
-  return logits, feats
-
-
-def zoo_logits(zoo_or_params, arch: str | None = None,
-               images: np.ndarray | None = None, **kwargs) -> np.ndarray:
-  """Head logits of every model, ``[q, n, max_classes]`` (see ``zoo_outputs``)."""
-  return zoo_outputs(zoo_or_params, arch, images, **kwargs)[0]
 
 
 def run(config: ZooConfig, workdir: str,
