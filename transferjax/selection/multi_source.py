@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from transferjax import estimators as est
+from transferjax.estimators.knn import DEFAULT_JITTER
 from transferjax.errors import ConfigError, EstimatorError
 
 
@@ -115,7 +116,7 @@ class GreedyResult:
   candidate_gains: np.ndarray
 
 
-def greedy_select(y, features, t, *, k: int, k_nn: int = 3, jitter: float = 1e-6,
+def greedy_select(y, features, t, *, k: int, k_nn: int = 3, jitter: float = DEFAULT_JITTER,
                   key: jax.Array | None = None, n_perm: int = 20,
                   alpha: float = 0.05, k_perm: int = 5) -> GreedyResult:
   """Greedy forward selection of ``k`` sources maximizing ``I(Y; F_S | T)``.
@@ -149,7 +150,9 @@ def greedy_select(y, features, t, *, k: int, k_nn: int = 3, jitter: float = 1e-6
   y = np.asarray(y)
   key = jax.random.key(0) if key is None else key
   scaled = scale_block(feats)
-  kw = dict(k=k_nn, metric="euclidean", jitter=jitter, standardize=False)
+  # The blocks are already on one scale (scale_block): the estimator must not rescale.
+  kw = dict(k=k_nn, metric="euclidean", jitter=jitter, standardize=False,
+            f_scale="none")
   chosen: list[int] = []
   gains, quants, cand = [], [], []
   num_significant = None
