@@ -124,7 +124,7 @@ _TESTBED_SETTINGS = (
     Setting("mixed", "faces", "dev", num_labeled=24),
     Setting("scenes", "scenes_heldout", "confirm", shots_per_class=8),
     Setting("mixed", "scenes_heldout", "confirm", shots_per_class=8),
-    Setting("spot", "spots", "confirm", fraction=0.02, max_test_per_class=1000),
+    Setting("spot", "spots", "confirm", fraction=0.04, max_test_per_class=1000),
 )
 
 SUITES = {
@@ -132,7 +132,7 @@ SUITES = {
         "testbed",
         "3 zoo unions of 40 sources (scenes / scenes+MNIST 0-4+digits / 9x9 "
         "scenes), 7 settings: MNIST 5-9 (5-way) and held-out scene regions "
-        "(12-way), 8 shots per class; faces (24 labeled); spots (2% labeled).",
+        "(12-way), 8 shots per class; faces (24 labeled); spots (4% labeled).",
         _TESTBED_ZOOS, _TESTBED_SETTINGS, methods=SUITE_METHODS),
     # Seconds-long version of the same code path (tests, --smoke).
     "smoke": Suite(
@@ -141,7 +141,7 @@ SUITES = {
          _varied("spot", "scenes", arch="spot9", image_size=9, sizes=(2, 2, 2))),
         (Setting("scenes", "mnist:5,6,7", "dev", shots_per_class=6,
                  max_test_per_class=20),
-         Setting("spot", "spots", "confirm", fraction=0.02, max_test_per_class=100)),
+         Setting("spot", "spots", "confirm", fraction=0.04, max_test_per_class=100)),
         finetune=FitConfig(max_epochs=3, patience=2, budgets=()),
         methods=("cmi_knn", "mi_knn", "source_n_classes", "leep"), num_pools=10,
         pool_size=4),
