@@ -176,12 +176,12 @@ def plot_gain_vs_spread(records: Sequence[Mapping[str, Any]], path: str) -> str:
     marker = "o" if r["role"] == "dev" else "s"
     ax.scatter(d["spread_to_noise_se"], d["gain_to_noise_se"], c=color, marker=marker,
                s=40)
-    ax.annotate(f"{r['target']}@{r['zoo']}\nrel {d['reliability']:.2f}",
+    ax.annotate(f"{r['target']}@{r['zoo']}\nrel {d['reliability']:.3f}",
                 (d["spread_to_noise_se"], d["gain_to_noise_se"]), fontsize=6,
                 xytext=(3, 3), textcoords="offset points")
   ax.axhline(2, color="gray", ls="--", lw=0.8)
-  ax.set_xscale("symlog")
-  ax.set_yscale("symlog")
+  ax.set_xlim(left=0)
+  ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
   ax.set_xlabel("spread across sources / SE of a source's mean")
   ax.set_ylabel("best-source gain over no transfer / SE")
   ax.set_title("Transfer-matters diagnostic (green: informative; o dev, s confirm)",
