@@ -80,7 +80,8 @@ def _rank_inputs(n=60, q=3, d=24, seed=0, labels=None, relu=True):
                     source_num_classes=np.array([2, 3, 4][:q]),
                     folds=np.arange(n) % 3,
                     source_metrics={"train_accuracy": np.array([0.9, 0.8, 0.7])[:q],
-                                    "holdout_accuracy": np.array([0.7, 0.8, 0.9])[:q]})
+                                    "holdout_accuracy": np.array([0.7, 0.8, 0.9])[:q],
+                                    "num_train_images": np.array([40, 120, 80])[:q]})
 
 
 # ----------------------------------------------------------------------------
