@@ -49,6 +49,8 @@ flags.DEFINE_string("suite", None, "Run a frozen suite of transferjax.suites "
                     "(testbed, smoke) instead of --zoos x --targets.")
 flags.DEFINE_string("out_dir", None, "Where a suite's leaderboard goes (default: workdir).")
 flags.DEFINE_list("extra_methods", [], "Methods scored on top of the suite's.")
+flags.DEFINE_bool("board_only", False, "With --suite: write the board from the "
+                  "settings finished so far (nothing is run).")
 flags.DEFINE_list("only_settings", None, "Run just these setting indices of the "
                   "suite (0-based) and write no board: to share a suite over processes.")
 flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
@@ -62,6 +64,11 @@ ALL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc", "source_n_
 def run_named_suite(name: str) -> None:
   from transferjax import suites
   suite = suites.get_suite(name)
+  if FLAGS.board_only:
+    res = suites.board_from_files(suite, FLAGS.workdir, FLAGS.out_dir or FLAGS.workdir,
+                                  partial=True)
+    print(f"board of {len(res['records'])} settings; not finished: {res['missing']}")
+    return
   only = (tuple(int(i) for i in FLAGS.only_settings) if FLAGS.only_settings
           else None)
   res = suites.run_suite(suite, FLAGS.workdir, FLAGS.out_dir,

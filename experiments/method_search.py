@@ -57,8 +57,10 @@ def main(argv):
                [{"method": m, **c} for m, c in sorted(
                    res["comparisons"][role].items(), key=lambda kv: kv[1]["diff"])])]
   coef = records[-1].get("learned_coef", {})
-  md += ["\n## learned_loto coefficients (fit on all dev settings)\n",
-         report.leaderboard_markdown([{"member": k, "coef": v} for k, v in coef.items()])]
+  if coef:
+    md += ["\n## learned_loto coefficients (fit on all dev settings)\n",
+           report.leaderboard_markdown([{"member": k, "coef": v}
+                                        for k, v in coef.items()])]
   os.makedirs(FLAGS.out_dir, exist_ok=True)
   tio.write_text(os.path.join(FLAGS.out_dir, "method_search.md"), "\n".join(md))
   tio.write_json(os.path.join(FLAGS.out_dir, "method_search.json"),

@@ -81,7 +81,7 @@ def _rank_inputs(n=60, q=3, d=24, seed=0, labels=None, relu=True):
                     folds=np.arange(n) % 3,
                     source_metrics={"train_accuracy": np.array([0.9, 0.8, 0.7])[:q],
                                     "holdout_accuracy": np.array([0.7, 0.8, 0.9])[:q],
-                                    "num_train_images": np.array([40., 90., 160.])[:q]})
+                                    "num_train_images": np.array([40, 120, 80])[:q]})
 
 
 # ----------------------------------------------------------------------------

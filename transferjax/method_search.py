@@ -93,6 +93,9 @@ def add_candidates(records: list[dict], num_splits: int,
   dev = [r for r in records if r["role"] == "dev"]
   for r in records:
     train = [d for d in dev if d["target"] != r["target"]]
+    if not train:     # no other dev target yet: the learned ranker has no data
+      r["scores"]["learned_loto"] = np.zeros(len(r["truth"]))
+      continue
     ranker = combine.LearnedRanker(LEARNED_MEMBERS).fit(
         [(d["scores"], _z(d)) for d in train])
     r["scores"]["learned_loto"] = ranker.predict(r["scores"])
@@ -111,7 +114,7 @@ def choose_and_confirm(records: list[dict], baselines: list[str], *,
   chosen = max(cand_rows, key=lambda b: np.nan_to_num(b["subpool_tau_mean"], nan=-9))
   chosen = chosen["method"]
   confirm = {}
-  for role in ("confirm", "dev", "all"):
+  for role in [r for r in ("confirm", "dev", "all") if r in res["boards"]]:
     confirm[role] = {m: suite_board.compare(res, records, chosen, m, role)
                      for m in methods if m != chosen}
   wins = {role: all(c["lo"] > 0 for c in comp.values())

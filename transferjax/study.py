@@ -328,6 +328,16 @@ def _sd(values) -> float:
   return float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
 
+def _diagnostic(auc: np.ndarray, no_transfer: np.ndarray, seed: int) -> dict | None:
+  """The transfer-matters diagnostic, or None when there are fewer than 2 runs
+  per source or 3 sources (no noise estimate, no reliability)."""
+  from transferjax.evaluation import diagnostic
+  runs = np.asarray(auc).reshape(np.shape(auc)[0], -1)
+  if runs.shape[0] < 3 or runs.shape[1] < 2:
+    return None
+  return diagnostic.transfer_matters(auc, no_transfer, seed=seed)
+
+
 def _per_split(scores: dict, truth: np.ndarray) -> dict:
   """Each split's ranking against the overall ground truth: a practitioner has
   one split, so the mean and sd over splits say what one ranking is worth."""
@@ -411,14 +421,12 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
     ev["secondary_ground_truth"][m] = {
         "ceiling": ev_m["ceiling"], "degenerate": ev_m["degenerate"],
         "no_transfer": ev_m["no_transfer"],
-        "diagnostic": diagnostic.transfer_matters(sec, gt["secondary_no_transfer"][m],
-                                                  seed=cfg.seed),
+        "diagnostic": _diagnostic(sec, gt["secondary_no_transfer"][m], cfg.seed),
         "methods": {k: {x: ev_m["methods"][k][x] for x in
                         ("weighted_tau", "spearman", "kendall_tau", "top1_hit")}
                     for k in mean_scores}}
   ev["ground_truth_metric"] = gt.get("metric", "auc")
-  ev["diagnostic"] = diagnostic.transfer_matters(gt["auc"], gt["no_transfer"],
-                                                 seed=cfg.seed)
+  ev["diagnostic"] = _diagnostic(gt["auc"], gt["no_transfer"], cfg.seed)
   ev["target"] = cfg.target
   ev["split_sizes"] = gt["sizes"]
   ev["num_splits"], ev["num_seeds"] = cfg.num_splits, cfg.num_seeds
@@ -471,9 +479,10 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
       f"Ground truth: test {ev['ground_truth_metric']} (binary targets: AUC; "
       "multi-class: top-1 accuracy, mean per-class accuracy in "
       "`secondary_ground_truth`).",
-      "Transfer-matters diagnostic: " + diagnostic.format_line(
-          ev["diagnostic"], ev["ground_truth_metric"]) + ".",
   ]
+  if ev["diagnostic"]:
+    notes.append("Transfer-matters diagnostic: " + diagnostic.format_line(
+        ev["diagnostic"], ev["ground_truth_metric"]) + ".")
   if ev.get("degenerate"):
     notes.append("WARNING: this ground truth is degenerate (spread across sources "
                  "not above seed/split noise); no ranking can be judged here.")

@@ -66,8 +66,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, *, num_boot: int = 2000,
     interval (settings resampled, then pools within each drawn setting) and the
     bootstrap share of differences <= 0.
   """
-  d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
-  d = np.where(np.isfinite(d), d, 0.0)     # an undefined tau counts as no difference
+  # An undefined tau (a constant score ranks nothing) counts as 0.
+  d = (np.nan_to_num(np.asarray(a, np.float64), nan=0.0)
+       - np.nan_to_num(np.asarray(b, np.float64), nan=0.0))
   rng = np.random.default_rng(seed)
   s, p = d.shape
   boots = np.empty(num_boot)
@@ -112,10 +113,14 @@ def leaderboard(records: Sequence[Mapping[str, Any]], methods: Sequence[str], *,
       continue
     board = []
     for m in methods:
-      t = np.stack([per[m][i] for i in keep])
-      lo, hi = bootstrap_mean_ci(np.where(np.isfinite(t), t, 0.0))
+      # An undefined tau (constant score: the method ranks nothing) counts as 0,
+      # in the mean as in its CI and in the paired comparisons.
+      t = np.nan_to_num(np.stack([per[m][i] for i in keep]), nan=0.0)
+      lo, hi = bootstrap_mean_ci(t)
       f = np.array([full[m][i] for i in keep])
-      board.append({"method": m, "subpool_tau_mean": float(np.nanmean(t)),
+      board.append({"method": m, "subpool_tau_mean": float(t.mean()),
+                    "undefined_share": float(np.mean(~np.isfinite(
+                        np.stack([per[m][i] for i in keep])))),
                     "subpool_ci_lo": lo, "subpool_ci_hi": hi,
                     "weighted_tau_mean": float(np.nanmean(f)),
                     "weighted_tau_sd": float(np.nanstd(f)),
@@ -151,7 +156,8 @@ def plot_leaderboard(board: Sequence[Mapping[str, Any]], path: str, *,
   lo = np.array([b["subpool_ci_lo"] for b in board])[::-1]
   hi = np.array([b["subpool_ci_hi"] for b in board])[::-1]
   fig, ax = plt.subplots(figsize=(7, 0.32 * len(names) + 1.5))
-  ax.barh(names, mean, xerr=[mean - lo, hi - mean], color="tab:blue", alpha=0.7,
+  ax.barh(names, mean, xerr=[np.maximum(mean - lo, 0), np.maximum(hi - mean, 0)],
+          color="tab:blue", alpha=0.7,
           capsize=2)
   ax.axvline(0, color="k", lw=0.8)
   ax.set_xlabel("mean weighted Kendall tau over settings x sub-pools (95% CI)")
@@ -170,12 +176,12 @@ def plot_gain_vs_spread(records: Sequence[Mapping[str, Any]], path: str) -> str:
     marker = "o" if r["role"] == "dev" else "s"
     ax.scatter(d["spread_to_noise_se"], d["gain_to_noise_se"], c=color, marker=marker,
                s=40)
-    ax.annotate(f"{r['target']}@{r['zoo']}\nrel {d['reliability']:.2f}",
+    ax.annotate(f"{r['target']}@{r['zoo']}\nrel {d['reliability']:.3f}",
                 (d["spread_to_noise_se"], d["gain_to_noise_se"]), fontsize=6,
                 xytext=(3, 3), textcoords="offset points")
   ax.axhline(2, color="gray", ls="--", lw=0.8)
-  ax.set_xscale("symlog")
-  ax.set_yscale("symlog")
+  ax.set_xlim(left=0)
+  ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
   ax.set_xlabel("spread across sources / SE of a source's mean")
   ax.set_ylabel("best-source gain over no transfer / SE")
   ax.set_title("Transfer-matters diagnostic (green: informative; o dev, s confirm)",
