@@ -137,8 +137,14 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     logging.info("split %d: %s", s, split_sizes_report(split))
     fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
                               max_classes=max(2, split.train.num_classes))
+    # Finished chunks of models are kept (a large zoo's split is hours of CPU).
+    chunk_dir = os.path.join(cfg.workdir, "transfer", f"split_{s}_chunks")
+    chunk_sig = os.path.join(chunk_dir, "signature.json")
+    if _reuse(chunk_sig, sig) is None and jax.process_index() == 0:
+      tio.write_json(chunk_sig, {"signature": sig})
     out = finetune_sources(zoo.params, split, num_seeds=cfg.num_seeds, cfg=fit,
-                           root_key=jax.random.fold_in(jax.random.key(cfg.seed), s))
+                           root_key=jax.random.fold_in(jax.random.key(cfg.seed), s),
+                           chunk_dir=chunk_dir)
     print(f"split {s}: fine-tuned {out.auc.size + out.no_transfer.size} models in "
           f"{time.time() - t0:.0f}s; no-transfer AUC {out.no_transfer.mean():.4f}, "
           f"sources {out.auc.mean(1).min():.4f}..{out.auc.mean(1).max():.4f}",
