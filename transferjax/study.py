@@ -4,7 +4,8 @@ Steps, each resumable on its own (a finished split is a file, skipped on rerun):
 
 1. the zoo (``transferjax.train.zoo.run``, resumable per chunk);
 2. per target split ``s``: fine-tune every source x seed and the no-transfer net
-   (``transfer/split_{s}.json``);
+   (``transfer/split_{s}.json``; while it runs, finished chunks of 64 models are
+   kept in ``transfer/split_{s}_chunks/``, so a killed run resumes mid-split);
 3. per target split ``s``: score every source with every method
    (``scores/split_{s}.json``);
 4. evaluate: ground truth = mean test AUC over seeds and splits, with its

@@ -19,8 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from transferjax.data.tasks import TargetSplit
 from transferjax import io as tio
+from transferjax.data.tasks import TargetSplit
 from transferjax.errors import CheckpointError, ConfigError, DataError
 from transferjax.models import make_cnn
 from transferjax.transfer.fit import FitConfig, fit_models, pad_index_sets
