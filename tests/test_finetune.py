@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import TargetSplit
-from transferjax.errors import ConfigError, DataError
+from transferjax.errors import CheckpointError, ConfigError, DataError
 from transferjax.models import make_cnn
 from transferjax.transfer import finetune as ft
 from transferjax.transfer.finetune import (binary_auc, finetune_sources,
@@ -171,6 +171,34 @@ def test_results_do_not_depend_on_model_chunk(run_all, sources):
     np.testing.assert_allclose(chunked.budget_auc[b], out.budget_auc[b], atol=1e-6)
     np.testing.assert_allclose(chunked.budget_no_transfer[b],
                                out.budget_no_transfer[b], atol=1e-6)
+
+
+def test_finished_chunks_are_restored_not_recomputed(run_all, sources, tmp_path):
+  out, _ = run_all
+  run = lambda **kw: finetune_sources(sources, _split(), num_seeds=NUM_SEEDS, cfg=CFG,
+                                      root_key=ROOT, model_chunk=3,
+                                      chunk_dir=str(tmp_path), **kw)
+  first = run()
+  assert sorted(p.name for p in tmp_path.iterdir()) == [
+      "chunk_000000.json", "chunk_000003.json", "chunk_000006.json"]
+  np.testing.assert_allclose(first.auc, out.auc, atol=1e-6)
+  # A rerun fine-tunes only the chunk whose file is missing.
+  (tmp_path / "chunk_000003.json").unlink()
+  calls = []
+  real = ft.fit_models
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(ft, "fit_models", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = run()
+  assert len(calls) == 1
+  np.testing.assert_array_equal(again.auc, first.auc)
+  np.testing.assert_array_equal(again.epochs, first.epochs)
+  np.testing.assert_array_equal(again.no_transfer, first.no_transfer)
+  for b in (1, 2):
+    np.testing.assert_array_equal(again.budget_auc[b], first.budget_auc[b])
+  # Files of another chunking are refused, not silently mixed in.
+  with pytest.raises(CheckpointError, match="other \\(source, seed\\) pairs"):
+    finetune_sources(sources, _split(), num_seeds=NUM_SEEDS, cfg=CFG, root_key=ROOT,
+                     model_chunk=8, chunk_dir=str(tmp_path))
 
 
 def test_no_transfer_ignores_the_sources(run_all):

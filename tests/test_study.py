@@ -26,6 +26,7 @@ from transferjax.evaluation import stats as stats_lib
 from transferjax.scoring import job as job_lib
 from transferjax.scoring.rank import RankJob
 from transferjax.train import ZooConfig, train_zoo
+from transferjax.transfer import finetune as finetune_lib
 from transferjax.transfer.finetune import init_params_stack
 from transferjax.transfer.fit import FitConfig
 
@@ -177,6 +178,7 @@ def test_a_lost_split_is_recomputed_identically(setup, monkeypatch):
   copy = setup["root"] / "work_copy"
   shutil.copytree(work, copy)
   os.remove(copy / "transfer" / "split_1.json")
+  shutil.rmtree(copy / "transfer" / "split_1_chunks")  # Else its chunks restore.
   os.remove(copy / "scores" / "split_1.json")
   calls = []
   for name in ("finetune_sources", "score_zoo"):
@@ -213,6 +215,27 @@ def test_changed_settings_are_refused(setup, monkeypatch):
   with pytest.raises(CheckpointError,
                      match=r"scores.*different settings: job\.folds: stored \d, given 4"):
     study.run_study(dataclasses.replace(cfg, job=job))
+
+
+def test_a_lost_split_restores_its_chunks_and_refuses_stale_ones(setup, monkeypatch):
+  copy = setup["root"] / "work_chunks"
+  shutil.copytree(setup["root"] / "work", copy)
+  os.remove(copy / "transfer" / "split_0.json")
+  zoo = job_lib.open_zoo(setup["cfg"].zoo_dir)
+  target = job_lib.load_target_for_zoo(setup["target"], zoo, None)
+  fits = []
+  real = finetune_lib.fit_models
+  monkeypatch.setattr(finetune_lib, "fit_models",
+                      lambda *a, **k: fits.append(1) or real(*a, **k))
+  cfg = dataclasses.replace(setup["cfg"], workdir=str(copy))
+  gt = study.ground_truth(cfg, zoo, target)
+  assert fits == []  # Every chunk of split 0 was restored from split_0_chunks/.
+  old = json.loads((setup["root"] / "work" / "transfer" / "split_0.json").read_text())
+  np.testing.assert_array_equal(gt["auc"][..., 0], old["auc"])
+  os.remove(copy / "transfer" / "split_0.json")
+  with pytest.raises(CheckpointError,
+                     match=r"split_0_chunks.*different settings \(num_seeds\)"):
+    study.ground_truth(dataclasses.replace(cfg, num_seeds=2), zoo, target)
 
 
 def test_rank_job_run_writes_ranking(setup, capsys):

@@ -4,7 +4,8 @@ Steps, each resumable on its own (a finished split is a file, skipped on rerun):
 
 1. the zoo (``transferjax.train.zoo.run``, resumable per chunk);
 2. per target split ``s``: fine-tune every source x seed and the no-transfer net
-   (``transfer/split_{s}.json``);
+   (``transfer/split_{s}.json``; while it runs, finished chunks of 64 models are
+   kept in ``transfer/split_{s}_chunks/``, so a killed run resumes mid-split);
 3. per target split ``s``: score every source with every method
    (``scores/split_{s}.json``);
 4. evaluate: ground truth = mean test AUC over seeds and splits, with its
@@ -176,9 +177,15 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
     logging.info("split %d: %s", s, split_sizes_report(split))
     fit = dataclasses.replace(cfg.finetune, arch=zoo.arch,
                               max_classes=max(2, split.train.num_classes))
+    # Finished chunks of models are kept (a large zoo's split is hours of CPU).
+    chunk_dir = os.path.join(cfg.workdir, "transfer", f"split_{s}_chunks")
+    chunk_sig = os.path.join(chunk_dir, "signature.json")
+    if _reuse(chunk_sig, sig) is None and jax.process_index() == 0:
+      tio.write_json(chunk_sig, {"signature": sig})
     out = finetune_sources(zoo.params, split, num_seeds=cfg.num_seeds, cfg=fit,
                            root_key=jax.random.fold_in(jax.random.key(cfg.seed), s),
-                           metric=cfg.gt_metric, model_chunk=cfg.finetune_chunk)
+                           metric=cfg.gt_metric, model_chunk=cfg.finetune_chunk,
+                           chunk_dir=chunk_dir)
     print(f"split {s}: fine-tuned {out.auc.size + out.no_transfer.size} models in "
           f"{time.time() - t0:.0f}s; no-transfer {out.metric} "
           f"{out.no_transfer.mean():.4f}, sources {out.auc.mean(1).min():.4f}.."

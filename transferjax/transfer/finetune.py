@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import os
 import time
 
 import jax
@@ -18,8 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from transferjax import io as tio
 from transferjax.data.tasks import TargetSplit
-from transferjax.errors import ConfigError, DataError
+from transferjax.errors import CheckpointError, ConfigError, DataError
 from transferjax.models import make_cnn
 from transferjax.transfer import gt_metrics
 from transferjax.transfer.fit import FitConfig, fit_models, pad_index_sets
@@ -118,7 +120,8 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
                      cfg: FitConfig, root_key: jax.Array,
                      model_chunk: int = 64,
                      num_transferred: int | None = None,
-                     metric: str = "auto") -> FinetuneOutcome:
+                     metric: str = "auto",
+                     chunk_dir: str | None = None) -> FinetuneOutcome:
   """Fine-tune every source (and the no-transfer net) on one target split.
 
   Args:
@@ -133,6 +136,11 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
       conv layer.
     metric: ground-truth score (``gt_metrics``; ``"auto"``: AUC for binary
       targets, top-1 accuracy for multi-class ones).
+    chunk_dir: if given, each finished chunk's results are stored there
+      (``chunk_{start}.json``) and a rerun loads them instead of fine-tuning
+      again: at 500 sources one split is hours of CPU, so a killed run resumes
+      at its last chunk. The caller guards that the folder belongs to the same
+      split, sources and config.
 
   Returns:
     A ``FinetuneOutcome``.
@@ -169,6 +177,26 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
   t0 = time.time()
   for start in range(0, num_models, model_chunk):
     chunk = pairs[start:start + model_chunk]
+    path = chunk_dir and os.path.join(chunk_dir, f"chunk_{start:06d}.json")
+    if path and os.path.exists(path):
+      stored = tio.read_json(path)
+      if [tuple(p) for p in stored["pairs"]] != chunk:
+        raise CheckpointError(f"{path} holds other (source, seed) pairs; it was made "
+                              "with another zoo, seed count or model_chunk. Use a new "
+                              "--workdir.")
+      logits_path = path[:-len(".json")] + "_logits.npz"
+      stored_logits = (tio.load_npz(logits_path)["test_logits"]
+                       if os.path.exists(logits_path) else None)
+      for j, (i, s) in enumerate(chunk):
+        auc[i, s], epochs[i, s] = stored["auc"][j], stored["epochs"][j]
+        for b in budget_auc:
+          budget_auc[b][i, s] = stored["budget_auc"][str(b)][j]
+        for m in sec:
+          sec[m][i, s] = stored.get("secondary", {}).get(m, [np.nan] * len(chunk))[j]
+        test_logits[i, s] = np.nan if stored_logits is None else stored_logits[j]
+      logging.info("fine-tuned %d/%d models: restored from %s",
+                   start + len(chunk), num_models, path)
+      continue
     # Pad the last chunk with copies so every chunk has one compiled shape.
     padded = chunk + [chunk[-1]] * (min(model_chunk, num_models) - len(chunk))
     keys = jnp.stack([jax.random.fold_in(jax.random.fold_in(root_key, s), i)
@@ -202,6 +230,15 @@ def finetune_sources(source_params, split: TargetSplit, *, num_seeds: int,
       test_logits[i, s] = res.eval_logits[j]
       for b in budget_auc:
         budget_auc[b][i, s] = score(res.budget_logits[b][j])
+    if path and jax.process_index() == 0:
+      tio.write_json(path, {
+          "pairs": chunk, "auc": [auc[i, s] for i, s in chunk],
+          "epochs": [epochs[i, s] for i, s in chunk],
+          "budget_auc": {str(b): [v[i, s] for i, s in chunk]
+                         for b, v in budget_auc.items()},
+          "secondary": {m: [v[i, s] for i, s in chunk] for m, v in sec.items()}})
+      tio.save_npz(path[:-len(".json")] + "_logits.npz",
+                   test_logits=np.stack([test_logits[i, s] for i, s in chunk]))
     done = start + len(chunk)
     rate = done / max(time.time() - t0, 1e-9)
     logging.info("fine-tuned %d/%d models (%.1f models/s, ETA %.0fs)", done,
