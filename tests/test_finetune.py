@@ -180,7 +180,8 @@ def test_finished_chunks_are_restored_not_recomputed(run_all, sources, tmp_path)
                                       chunk_dir=str(tmp_path), **kw)
   first = run()
   assert sorted(p.name for p in tmp_path.iterdir()) == [
-      "chunk_000000.json", "chunk_000003.json", "chunk_000006.json"]
+      "chunk_000000.json", "chunk_000000_logits.npz", "chunk_000003.json",
+      "chunk_000003_logits.npz", "chunk_000006.json", "chunk_000006_logits.npz"]
   np.testing.assert_allclose(first.auc, out.auc, atol=1e-6)
   # A rerun fine-tunes only the chunk whose file is missing.
   (tmp_path / "chunk_000003.json").unlink()
@@ -193,6 +194,7 @@ def test_finished_chunks_are_restored_not_recomputed(run_all, sources, tmp_path)
   np.testing.assert_array_equal(again.auc, first.auc)
   np.testing.assert_array_equal(again.epochs, first.epochs)
   np.testing.assert_array_equal(again.no_transfer, first.no_transfer)
+  np.testing.assert_array_equal(again.test_logits, first.test_logits)
   for b in (1, 2):
     np.testing.assert_array_equal(again.budget_auc[b], first.budget_auc[b])
   # Files of another chunking are refused, not silently mixed in.

@@ -234,7 +234,7 @@ def test_a_lost_split_restores_its_chunks_and_refuses_stale_ones(setup, monkeypa
   np.testing.assert_array_equal(gt["auc"][..., 0], old["auc"])
   os.remove(copy / "transfer" / "split_0.json")
   with pytest.raises(CheckpointError,
-                     match=r"split_0_chunks.*different settings \(num_seeds\)"):
+                     match=r"split_0_chunks.*different settings: num_seeds: stored 1, given 2"):
     study.ground_truth(dataclasses.replace(cfg, num_seeds=2), zoo, target)
 
 
