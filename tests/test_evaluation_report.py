@@ -132,6 +132,9 @@ class TestReport:
     assert f"({ceil_sp})" in text
     data = io.read_json(str(tmp_path / "run" / "evaluation.json"))
     assert data["num_sources"] == 12
+    # Where it came from: commit, library versions, devices.
+    assert {"commit", "versions", "devices"} <= set(data["provenance"])
+    assert data["provenance"]["versions"]["jax"]
     assert data["no_transfer"]["mean"] == pytest.approx(0.9)
     assert data["methods"]["constant"]["spearman"] is None  # nan -> null
     assert data["methods"]["cmi"]["top1_hit"] == pytest.approx(

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 
+from transferjax.provenance import provenance
 from transferjax import io as tio
 from transferjax.errors import ConfigError
 from transferjax.study import StudyConfig, run_study
@@ -150,5 +151,6 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
   result = {"leaderboard": board, "settings": rows, "setup_stability": ss,
             "setup_stability_methods": finite, "seconds": round(time.time() - t0, 1),
             "figure": fig}
+  result["provenance"] = provenance(cfg)
   tio.write_json(os.path.join(cfg.workdir, "benchmark.json"), result)
   return result

@@ -64,7 +64,10 @@ def provenance(config: Any = None) -> dict[str, Any]:
   """
   import dataclasses
   if dataclasses.is_dataclass(config) and not isinstance(config, type):
-    config = dataclasses.asdict(config)
+    try:
+      config = dataclasses.asdict(config)
+    except TypeError:  # a field that deep-copy cannot handle: keep its text
+      config = repr(config)
   record = {"commit": git_commit(), "versions": versions(), "devices": devices()}
   if config is not None:
     record = {"config": config, **record}

@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from transferjax.provenance import provenance
 from transferjax import io as tio
 from transferjax.data import DEFAULT_FRACTION, paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
@@ -537,6 +538,7 @@ def run_study(cfg: StudyConfig, *, fractions: tuple[float, ...] = (),
   ev = evaluate(cfg, zoo, target, gt, scores, fractions=fractions, title=title)
   ev["seconds"] = {"ground_truth": round(t1 - t0, 1), "rankings": round(t2 - t1, 1),
                    "evaluation": round(time.time() - t2, 1)}
+  ev["provenance"] = provenance(cfg)
   if jax.process_index() == 0:
     tio.write_json(os.path.join(cfg.workdir, "evaluation.json"), ev)
   return ev

@@ -19,6 +19,7 @@ import dataclasses
 import os
 import time
 
+from transferjax.provenance import provenance
 from transferjax.errors import ConfigError
 from transferjax.train import zoo as zoo_lib
 from transferjax.train import zoo_union
@@ -357,7 +358,8 @@ def write_suite_outputs(suite: Suite, records: list[dict], result: dict,
   tio.write_text(os.path.join(out_dir, "leaderboard.md"), "\n".join(md))
   tio.write_json(os.path.join(out_dir, "suite.json"), {
       "suite": dataclasses.asdict(suite), "boards": result["boards"],
-      "diagnostics": diag_rows, "seconds": result["seconds"], "figures": figs})
+      "diagnostics": diag_rows, "seconds": result["seconds"], "figures": figs,
+      "provenance": provenance()})
 
 
 def board_from_files(suite: Suite, workdir: str, out_dir: str, *,

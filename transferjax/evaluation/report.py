@@ -27,6 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from transferjax.provenance import provenance
 from transferjax import io
 from transferjax.errors import EstimatorError
 from transferjax.evaluation import stats
@@ -193,7 +194,8 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
     raise EstimatorError("evaluation has no 'methods'; build it with "
                          "evaluate_methods(method_scores, auc, ...).")
   os.makedirs(workdir, exist_ok=True)
-  io.write_json(os.path.join(workdir, "evaluation.json"), evaluation)
+  io.write_json(os.path.join(workdir, "evaluation.json"),
+                {**evaluation, "provenance": evaluation.get("provenance") or provenance()})
   out = [f"# {title}", ""] + list(lead) + (["", "## Setting", ""] if lead else [])
   nt = evaluation.get("no_transfer")
   q = evaluation.get("num_sources")

@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 
+from transferjax.provenance import provenance
 from transferjax import estimators as est
 from transferjax import io as tio
 from transferjax.data.tasks import TargetSplit
@@ -215,6 +216,7 @@ def write_ranking(workdir: str, zoo, scores: np.ndarray, g_max: float | None,
                   meta: dict, uncertainty: dict | None = None) -> list[dict]:
   """Writes ``ranking.json`` and ``ranking.csv`` atomically; returns the rows."""
   rows = ranking_rows(zoo, scores, g_max, uncertainty)
-  tio.write_json(os.path.join(workdir, "ranking.json"), {**meta, "ranking": rows})
+  tio.write_json(os.path.join(workdir, "ranking.json"),
+                 {**meta, "ranking": rows, "provenance": provenance()})
   tio.write_csv(os.path.join(workdir, "ranking.csv"), rows)
   return rows

@@ -18,6 +18,7 @@ import time
 import numpy as np
 from scipy import stats as sps
 
+from transferjax.provenance import provenance
 from transferjax import io as tio
 from transferjax.evaluation.report import leaderboard_markdown
 from transferjax.selection import engine
@@ -135,7 +136,7 @@ def run(cfg: engine.SettingConfig, out: str) -> dict:
             "no_transfer_auc": no_transfer,
             "auc_by_depth": {d: float(truth[:, j].mean()) for j, d in enumerate(DEPTHS)},
             "table": table, "pairs": pairs, "seconds": round(time.time() - t0, 1)}
-  tio.write_json(os.path.join(folder, "layers.json"), result)
+  tio.write_json(os.path.join(folder, "layers.json"), {**result, "provenance": provenance()})
   tio.write_csv(os.path.join(folder, "layers.csv"), pairs)
   fig = plot(mean_scores, truth, no_transfer, os.path.join(folder, "layers.png"),
              f"{cfg.name}: score of the features after layer l vs fine-tuning "

@@ -16,6 +16,7 @@ import time
 
 import numpy as np
 
+from transferjax.provenance import provenance
 from transferjax import io as tio
 from transferjax.evaluation.report import leaderboard_markdown
 from transferjax.selection import engine
@@ -159,7 +160,7 @@ def run(cfg: engine.SettingConfig, out: str) -> dict:
             "no_transfer_auc": no_transfer, "summary": ev["summary"],
             "rows": ev["rows"], "greedy": greedy, "pool": ev["pool"],
             "seconds": round(time.time() - t0, 1)}
-  tio.write_json(os.path.join(folder, "select.json"), result)
+  tio.write_json(os.path.join(folder, "select.json"), {**result, "provenance": provenance()})
   tio.write_csv(os.path.join(folder, "select.csv"), ev["rows"])
   fig = plot(ev, os.path.join(folder, "select.png"),
              f"{cfg.name}: sets of sources (no transfer {no_transfer:.3f})")

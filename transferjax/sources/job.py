@@ -24,6 +24,7 @@ import time
 import jax
 import numpy as np
 
+from transferjax.provenance import provenance
 from transferjax import io as tio
 from transferjax.data import load_target, paper_split, split_sizes_report
 from transferjax.data.container import Dataset
@@ -274,7 +275,7 @@ def run(config: SourcesRankConfig, groups: list[SourceGroup] | None = None) -> d
     meta["target_note"] = target.metadata["note"]
   wd = config.workdir
   tio.write_json(os.path.join(wd, "ranking.json"), {
-      **meta, "ranking": table_rows,
+      **meta, "ranking": table_rows, "provenance": provenance(),
       "scores": {m: dict(zip(result.names, result.scores[m])) for m in methods}})
   tio.write_csv(os.path.join(wd, "ranking.csv"), table_rows)
   table = format_table(table_rows, config.top)
