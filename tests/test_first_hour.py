@@ -223,6 +223,10 @@ def test_answer_names_the_source_or_says_none_beats_scratch(tmp_path):
   assert "ceiling) is undefined" in text         # one run per source
   assert np.isnan(rows[0]["AUC sd"])             # one run: sd undefined, not 0
   assert "transfers negatively" not in text
+  assert "fine-tuned AUC" in text
+  # A multi-class ground truth is named as what it is, not as AUC.
+  acc_text = answer.answer({**ev, "ground_truth_metric": "accuracy"}, rows, "cmi_knn")
+  assert "fine-tuned accuracy" in acc_text and " AUC" not in acc_text
   # A pick below scratch while another source beats it: said so.
   ev3, rows3 = _study_like(truth, 0.8, sign=-1.0)
   text3 = answer.answer(ev3, rows3, "cmi_knn")

@@ -60,11 +60,14 @@ def answer(ev: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
   st = ev["methods"].get(method, {})
   rel = ev.get("reliability") or {}
   noise = rel.get("noise_se")
+  # The ground truth's own metric: AUC for binary targets, accuracy for multi-class.
+  metric = str(ev.get("ground_truth_metric", "auc"))
+  unit = "AUC" if metric.lower() == "auc" else metric
   parts = []
   if nt is not None and best_true["AUC after transfer"] <= nt + (noise or 0.0):
     parts.append(
         f"**No source beats training from scratch here.** The best fine-tuned "
-        f"source (source {best_true['source']}) reaches AUC "
+        f"source (source {best_true['source']}) reaches {unit} "
         f"{best_true['AUC after transfer']:.4f}, the net trained from random "
         f"weights {nt:.4f}" + (f" (noise of a source mean: {noise:.4f})"
                                if noise else "") +
@@ -75,9 +78,9 @@ def answer(ev: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
             f"scratch ({nt:.4f})")
     parts.append(
         f"**Recommended source: {best_pred['source']}** (ranked first by "
-        f"{method}; fine-tuned AUC {best_pred['AUC after transfer']:.4f}{gain}; "
+        f"{method}; fine-tuned {unit} {best_pred['AUC after transfer']:.4f}{gain}; "
         f"true rank {best_pred['true rank']} of {len(rows)}). The best source by "
-        f"the fine-tuning ground truth is source {best_true['source']} (AUC "
+        f"the fine-tuning ground truth is source {best_true['source']} ({unit} "
         f"{best_true['AUC after transfer']:.4f}).")
     if nt is not None and best_pred["AUC after transfer"] < nt:
       parts.append(f"The pick transfers negatively here (below training from "
@@ -89,7 +92,7 @@ def answer(ev: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
         f"{report.format_value(st.get('spearman'))}"
         + (f" (p = {report.format_value(p, '{:.3g}')})" if p is not None else "")
         + f", weighted tau {report.format_value(st.get('weighted_tau'))}; "
-        f"its pick loses {report.format_value(st.get('regret'), '{:.4f}')} AUC "
+        f"its pick loses {report.format_value(st.get('regret'), '{:.4f}')} {unit} "
         "against the best source (regret).")
   ceiling = ev.get("ceiling")
   if ev.get("degenerate"):
