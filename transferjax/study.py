@@ -441,13 +441,14 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
   ev["truth_spread"] = {"min": float(truth.min()), "max": float(truth.max())}
 
   fig_dir = os.path.join(cfg.workdir, "figures")
+  truth_name = "AUC" if str(gt.get("metric", "auc")).lower() == "auc" else gt["metric"]
   paths = [figs.plot_score_vs_auc(
       mean_scores, truth, float(np.mean(gt["no_transfer"])),
       os.path.join(fig_dir, "fig6_score_vs_auc.png"),
       auc_err=(gt["auc"].reshape(len(truth), -1).std(1, ddof=1)
                if gt["auc"].reshape(len(truth), -1).shape[1] > 1 else None),
-      title=f"{cfg.target}: ranking score vs AUC after transfer",
-      point_labels=[t.task_id for t in zoo.tasks])]
+      title=f"{cfg.target}: ranking score vs {truth_name} after transfer",
+      point_labels=[t.task_id for t in zoo.tasks], truth_name=truth_name)]
   names, taus = stats.subpool_table(mean_scores, truth,
                                     pool_size=min(10, len(truth) - 1), num_pools=100,
                                     seed=cfg.seed)

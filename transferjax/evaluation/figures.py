@@ -61,8 +61,12 @@ def minmax_scores(scores: Any) -> np.ndarray:
 def plot_score_vs_auc(method_scores: Mapping[str, Any], auc: Any,
                       no_transfer: float | None, path: str, *,
                       auc_err: Any = None, title: str | None = None,
-                      point_labels: Sequence[Any] | None = None) -> str:
+                      point_labels: Sequence[Any] | None = None,
+                      truth_name: str = "AUC") -> str:
   """Score vs AUC after transfer, one panel per method (Figs. 6, 9, 10).
+
+  ``truth_name`` labels the ground truth's axis ("AUC" for binary targets,
+  "accuracy" for multi-class ones).
 
   Every panel has the same x scale: the method's scores min-max scaled to
   [0, 1] (0 = its lowest-scored source, 1 = its highest), so panels compare;
@@ -110,7 +114,7 @@ def plot_score_vs_auc(method_scores: Mapping[str, Any], auc: Any,
     else:
       ax.set_title(f"{name}\n(correlation undefined: constant)", fontsize=9)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("AUC after transfer")
+    ax.set_ylabel(f"{truth_name} after transfer")
   for ax in list(axes.flat)[len(method_scores):]:
     ax.axis("off")
   if title:
