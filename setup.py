@@ -26,6 +26,7 @@ setup(
         "orbax-checkpoint>=0.12.8",
         "matplotlib>=3.11",
         "tqdm>=4.70",
+        "pillow>=10.0",  # folder: targets (PNG/JPEG image folders)
     ],
     extras_require={
         "test": ["pytest>=9.0", "pytest-xdist>=3.8", "chex>=0.1.92",
