@@ -17,20 +17,9 @@ import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+from testlib import ROOT, execute_notebook_smoke, notebook_text  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "quickstart.ipynb")
-
-
-def _text(cell) -> str:
-  """All text a code cell printed or displayed (stdout, stderr, text/plain)."""
-  parts = []
-  for out in cell.get("outputs", []):
-    if out.get("output_type") == "stream":
-      parts.append(out.get("text", ""))
-    elif "data" in out:
-      parts.append(out["data"].get("text/plain", ""))
-  return "".join(parts)
 
 
 def _images(cell) -> int:
@@ -56,33 +45,19 @@ def test_notebook_is_valid_and_colab_ready():
   assert all(c.get("outputs") for c in code)
   assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
   assert "Ranking of 4 sources for mnist:4,9 by cmi_knn" in "".join(
-      _text(c) for c in code)
+      notebook_text(c) for c in code)
   # The entry points' library calls, not copied logic.
   source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
   for call in ("zoo_lib.run(", "rank_run(", "run_study(", "summary_table("):
     assert call in source
 
 
-def execute_smoke(nb, workdir: str):
-  """Runs ``nb`` in place in smoke mode with ``workdir`` as cwd and TMPDIR."""
-  env = dict(os.environ, TRANSFERJAX_SMOKE="1", JAX_PLATFORMS="cpu",
-             TMPDIR=str(workdir), TRANSFERJAX_PROGRESS="0",
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  # One CPU device in the kernel (the tests' 4 fake devices are not needed here).
-  env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
-                            env.get("XLA_FLAGS", "")).strip()
-  client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
-                                   resources={"metadata": {"path": str(workdir)}})
-  # Raises CellExecutionError (with the traceback) if any cell fails.
-  client.execute(env=env)
-
-
 def test_notebook_runs_in_smoke_mode(tmp_path):
   nb = nbformat.read(NOTEBOOK, as_version=4)
-  execute_smoke(nb, tmp_path)
+  execute_notebook_smoke(nb, tmp_path)
 
   code = [c for c in nb.cells if c.cell_type == "code"]
-  text = "\n".join(_text(c) for c in code)
+  text = "\n".join(notebook_text(c) for c in code)
   assert "smoke=True" in text
   # The ranking table: a header and one row per source (4 in smoke mode), ranks 1..4.
   assert "Ranking of 4 sources for mnist:4,9 by cmi_knn" in text
@@ -108,7 +83,7 @@ if __name__ == "__main__":
   import tempfile
   book = nbformat.read(NOTEBOOK, as_version=4)
   with tempfile.TemporaryDirectory() as tmp:
-    execute_smoke(book, tmp)
+    execute_notebook_smoke(book, tmp)
     for cell in book.cells:  # this machine's temp folder is not for readers
       for out in cell.get("outputs", []):
         if "text" in out:

@@ -6,25 +6,14 @@ sources, 1 epoch, 80 target images, three methods), a temp workdir.
 """
 import json
 import os
-import re
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
+from testlib import ROOT, execute_notebook_smoke, notebook_text  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "your_own_models.ipynb")
-
-
-def _text(cell) -> str:
-  parts = []
-  for out in cell.get("outputs", []):
-    if out.get("output_type") == "stream":
-      parts.append(out.get("text", ""))
-    elif "data" in out:
-      parts.append(out["data"].get("text/plain", ""))
-  return "".join(parts)
 
 
 def test_notebook_is_clean_and_uses_the_library():
@@ -39,16 +28,9 @@ def test_notebook_is_clean_and_uses_the_library():
 
 def test_notebook_runs_in_smoke_mode(tmp_path):
   nb = nbformat.read(NOTEBOOK, as_version=4)
-  env = dict(os.environ, TRANSFERJAX_SMOKE="1", JAX_PLATFORMS="cpu",
-             TMPDIR=str(tmp_path),
-             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-  env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
-                            env.get("XLA_FLAGS", "")).strip()
-  client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
-                                   resources={"metadata": {"path": str(tmp_path)}})
-  client.execute(env=env)
+  execute_notebook_smoke(nb, tmp_path)
   code = [c for c in nb.cells if c.cell_type == "code"]
-  text = "\n".join(_text(c) for c in code)
+  text = "\n".join(notebook_text(c) for c in code)
   assert "smoke=True" in text
   assert "Ranking of 5 sources for folder:" in text
   assert "identical rankings: True" in text

@@ -1,4 +1,7 @@
 """Small builders shared by several test files (imported as ``testlib``)."""
+import os
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,3 +72,35 @@ def numpy_conv3x3(x, kernel):
   xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
   return sum(np.einsum("bhwc,co->bhwo", xp[:, i:i + h, j:j + w], kernel[i, j])
              for i in range(3) for j in range(3))
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def notebook_text(cell) -> str:
+  """All text a code cell printed or displayed (stdout, stderr, text/plain)."""
+  parts = []
+  for out in cell.get("outputs", []):
+    if out.get("output_type") == "stream":
+      parts.append(out.get("text", ""))
+    elif "data" in out:
+      parts.append(out["data"].get("text/plain", ""))
+  return "".join(parts)
+
+
+def execute_notebook_smoke(nb, workdir: str) -> None:
+  """Runs ``nb`` in place in smoke mode with ``workdir`` as cwd and TMPDIR.
+
+  The kernel is a separate process, so conftest's settings do not reach it; it
+  runs on one CPU device (the tests' 4 fake devices are not needed there).
+  Raises nbclient's CellExecutionError (with the traceback) if a cell fails.
+  """
+  import nbclient  # pylint: disable=g-import-not-at-top  (a test extra)
+  env = dict(os.environ, TRANSFERJAX_SMOKE="1", JAX_PLATFORMS="cpu",
+             TMPDIR=str(workdir), TRANSFERJAX_PROGRESS="0",
+             PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env["XLA_FLAGS"] = re.sub(r"--xla_force_host_platform_device_count=\d+", "",
+                            env.get("XLA_FLAGS", "")).strip()
+  client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
+                                   resources={"metadata": {"path": str(workdir)}})
+  client.execute(env=env)
