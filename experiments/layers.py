@@ -11,7 +11,7 @@ Expected result: ``<out>/<zoo>__<target>/report.md``, ``layers.json``,
 correlation over all pairs, gain over transferring every conv layer), and
 ``<out>/summary.md``. Shares its cached fine-tuning with ``experiments.select``.
 """
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import selection_flags
 from transferjax import cli
@@ -22,7 +22,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   cfg = selection_flags.setting_config((2, 3))
   res = layers_run.run(cfg, FLAGS.out or "results/layers")
   for r in res["table"]:

@@ -14,7 +14,7 @@ settings (``transferjax/method_search.py`` states the protocol).
 """
 import os
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from transferjax import cli
 from transferjax import io as tio
@@ -30,7 +30,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
   suite = suites.get_suite(FLAGS.suite)
   records = suites.load_records(suite, FLAGS.workdir, partial=FLAGS.partial)
   from transferjax.evaluation import suite_board
@@ -70,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main, verbosity="warning"))

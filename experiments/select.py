@@ -12,7 +12,7 @@ the oracle subset, for k = 2..--k, under two set ground truths), and
 ``<out>/summary.md`` over every setting run so far. Stages are cached per
 split in ``--cache``: rerun the same command to resume.
 """
-from absl import app, flags, logging
+from absl import app, flags
 
 from experiments import selection_flags
 from transferjax import cli
@@ -24,7 +24,6 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
   cfg = selection_flags.setting_config(tuple(range(2, max(2, FLAGS.k) + 1)))
   res = select_run.run(cfg, FLAGS.out or "results/select")
   for r in res["summary"]:
