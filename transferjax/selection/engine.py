@@ -281,3 +281,14 @@ def set_truth_stage(st: Setting, s: int, ft: dict) -> dict:
     return out
 
   return _cached_npz(os.path.join(cfg.cache_dir, f"sets_split{s}.npz"), sig, compute)
+
+
+def setting_rows(out: str, json_name: str, table_key: str) -> list[dict]:
+  """The rows of ``table_key`` in every ``<out>/<setting>/<json_name>``, each
+  tagged with its setting (folder name); what the summaries over settings show."""
+  rows = []
+  for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
+    path = os.path.join(out, name, json_name)
+    if os.path.exists(path):
+      rows += [{"setting": name, **r} for r in tio.read_json(path)[table_key]]
+  return rows

@@ -84,13 +84,7 @@ def plot(score: np.ndarray, truth: np.ndarray, no_transfer: float, path: str,
 
 
 def write_summary(out: str) -> str:
-  rows = []
-  for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
-    path = os.path.join(out, name, "layers.json")
-    if os.path.exists(path):
-      data = tio.read_json(path)
-      for r in data["table"]:
-        rows.append({"setting": name, **r})
+  rows = engine.setting_rows(out, "layers.json", "table")
   cols = ["setting", "scores", "top_pair", "top_pair_auc", "best_pair",
           "best_pair_auc", "top_is_best", "top_pair_rank", "spearman_all_pairs",
           "paper_choice_auc", "gain_over_paper", "per_source_depth_by_score",

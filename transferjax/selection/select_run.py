@@ -123,13 +123,7 @@ def write_summary(out: str) -> str:
   parts = ["# Several sources: greedy conditional-gain selection vs baselines\n",
            "AUC of the chosen set (mean over splits); regret = oracle subset - set. "
            "Per-setting details in each folder's report.md.\n"]
-  rows = []
-  for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
-    path = os.path.join(out, name, "select.json")
-    if os.path.exists(path):
-      data = tio.read_json(path)
-      for r in data["summary"]:
-        rows.append({"setting": name, **r})
+  rows = engine.setting_rows(out, "select.json", "summary")
   cols = ["setting", "truth", "k", "oracle", "greedy_auc", "greedy_stop_auc",
           "top_k_auc", "top_1_auc", "best_single", "random_k", "greedy_regret",
           "top_k_regret", "greedy_vs_topk_wins", "num_splits"]
