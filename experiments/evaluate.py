@@ -24,35 +24,35 @@ writes ``report.md``, ``evaluation.json`` and a score-vs-ground-truth figure
 (default folder: ``<ranking folder>/evaluation``), with the same statistics and
 no ceiling (one number per source cannot measure its own noise).
 """
-from transferjax import cli
 from absl import app, flags
 
-from experiments import study_flags
-from transferjax.study import run_study, summary_table
+from experiments import config_cli, study_flags
+from transferjax import cli
+from transferjax.config import build
+from transferjax.study import StudyConfig, run_study, summary_table
 
-flags.DEFINE_string("zoo", "runs/zoo", "Workdir of a trained zoo.")
-flags.DEFINE_string("workdir", "runs/gt", "Study folder (ground truth and outputs).")
-flags.DEFINE_list("fractions", [], "Fig. 8 target fractions, e.g. 0.02,0.05,0.1 (empty: skip).")
-flags.DEFINE_string("ground_truth", None, "CSV with columns source,score: evaluate "
-                    "--ranking against it instead of running the study.")
-flags.DEFINE_string("ranking", None, "ranking.json of experiments.rank (or its folder), "
-                    "for --ground_truth.")
-flags.adopt_module_key_flags(study_flags)  # listed by --helpshort
+config_cli.define("ground_truth", flags.DEFINE_string, "CSV with columns source,score: "
+                  "evaluate --ranking against it instead of running the study.")
+config_cli.define("ranking", flags.DEFINE_string, "ranking.json of experiments.rank "
+                  "(or its folder), for --ground_truth.")
+config_cli.use("evaluate", {"zoo": "zoo", "workdir": "workdir", "fractions": "fractions",
+                            "ground_truth": "ground_truth", "ranking": "ranking",
+                            **study_flags.STUDY})
 FLAGS = flags.FLAGS
 
 
-def _evaluate_ground_truth():
+def _evaluate_ground_truth(cfg):
   import os  # pylint: disable=g-import-not-at-top
   from transferjax.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from transferjax.evaluation.ground_truth import evaluate_ranking  # pylint: disable=g-import-not-at-top
-  if not FLAGS.ranking:
+  if not cfg.ranking:
     raise ConfigError("--ground_truth needs --ranking=PATH/ranking.json (the output "
                       "of python -m experiments.rank).")
-  ranking_dir = FLAGS.ranking if os.path.isdir(FLAGS.ranking) else os.path.dirname(
-      os.path.abspath(FLAGS.ranking))
-  workdir = (FLAGS.workdir if FLAGS["workdir"].present
+  ranking_dir = cfg.ranking if os.path.isdir(cfg.ranking) else os.path.dirname(
+      os.path.abspath(cfg.ranking))
+  workdir = (cfg.workdir if FLAGS["workdir"].present or "config.workdir" in FLAGS
              else os.path.join(ranking_dir, "evaluation"))
-  ev = evaluate_ranking(FLAGS.ranking, FLAGS.ground_truth, workdir)
+  ev = evaluate_ranking(cfg.ranking, cfg.ground_truth, workdir)
   print(f"{'method':<20} {'w.tau':>7} {'kendall':>7} {'spearman':>8} {'pearson':>8} "
         f"{'top1':>5} {'top3':>5} {'regret':>7}")
   for m, s in ev["methods"].items():
@@ -64,14 +64,15 @@ def _evaluate_ground_truth():
 
 def main(argv):
   del argv
-  if FLAGS.ground_truth:
-    _evaluate_ground_truth()
+  c = config_cli.resolve()
+  if c.ground_truth:
+    _evaluate_ground_truth(c)
     return
-  cfg = study_flags.study_config(FLAGS.workdir, FLAGS.zoo)
-  ev = run_study(cfg, fractions=tuple(float(f) for f in FLAGS.fractions))
+  cfg = build(StudyConfig, c.study, "config.study", workdir=c.workdir, zoo_dir=c.zoo)
+  ev = run_study(cfg, fractions=tuple(c.fractions))
   print(summary_table(ev))
-  print(f"wrote {FLAGS.workdir}/report.md and evaluation.json")
+  print(f"wrote {cfg.workdir}/report.md and evaluation.json")
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main), flags_parser=config_cli.parse_flags)

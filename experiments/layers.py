@@ -11,26 +11,29 @@ Expected result: ``<out>/<zoo>__<target>/report.md``, ``layers.json``,
 correlation over all pairs, gain over transferring every conv layer), and
 ``<out>/summary.md``. Shares its cached fine-tuning with ``experiments.select``.
 """
-from absl import app, flags
+from absl import app
 
-from experiments import selection_flags
+from experiments import config_cli, selection_flags
 from transferjax import cli
+from transferjax.config import build
 from transferjax.selection import layers_run
+from transferjax.selection.engine import SettingConfig
 
-FLAGS = flags.FLAGS
+config_cli.use("layers", selection_flags.ALIASES)
 
 
 def main(argv):
   del argv
-  cfg = selection_flags.setting_config((2, 3))
-  res = layers_run.run(cfg, FLAGS.out or "results/layers")
+  c = config_cli.resolve()
+  cfg = build(SettingConfig, c.setting, "config.setting")
+  res = layers_run.run(cfg, c.out)
   for r in res["table"]:
     print(f"{r['scores']:>8}: top pair {r['top_pair']} AUC {r['top_pair_auc']:.4f} "
           f"(best {r['best_pair']} {r['best_pair_auc']:.4f}), Spearman "
           f"{r['spearman_all_pairs']:.3f}, gain over all-conv "
           f"{r['gain_over_paper']:+.4f}")
-  print(f"wrote {FLAGS.out or 'results/layers'}/{cfg.name}/report.md")
+  print(f"wrote {c.out}/{cfg.name}/report.md")
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main), flags_parser=config_cli.parse_flags)

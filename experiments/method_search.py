@@ -16,22 +16,24 @@ import os
 
 from absl import app, flags
 
+from experiments import config_cli
 from transferjax import cli
 from transferjax import io as tio
 from transferjax import method_search, suites
 from transferjax.evaluation import report
 
-flags.DEFINE_string("suite", "testbed", "Suite name (transferjax.suites).")
-flags.DEFINE_string("workdir", "runs/suite_testbed", "The suite run's workdir.")
-flags.DEFINE_string("out_dir", "results/benchmark/testbed", "Output folder.")
-flags.DEFINE_bool("partial", False, "Use only the settings finished so far.")
-FLAGS = flags.FLAGS
+config_cli.define("suite", flags.DEFINE_string, "Suite name (transferjax.suites).")
+config_cli.define("out_dir", flags.DEFINE_string, "Output folder.")
+config_cli.define("partial", flags.DEFINE_bool, "Use only the settings finished so far.")
+config_cli.use("method_search", {"suite": "suite", "workdir": "workdir",
+                                 "out_dir": "out_dir", "partial": "partial"})
 
 
 def main(argv):
   del argv
-  suite = suites.get_suite(FLAGS.suite)
-  records = suites.load_records(suite, FLAGS.workdir, partial=FLAGS.partial)
+  cfg = config_cli.resolve()
+  suite = suites.get_suite(cfg.suite)
+  records = suites.load_records(suite, cfg.workdir, partial=cfg.partial)
   from transferjax.evaluation import suite_board
   suite_board.add_loo_prior(records)
   method_search.add_candidates(records, suite.num_splits)
@@ -60,13 +62,13 @@ def main(argv):
     md += ["\n## learned_loto coefficients (fit on all dev settings)\n",
            report.leaderboard_markdown([{"member": k, "coef": v}
                                         for k, v in coef.items()])]
-  os.makedirs(FLAGS.out_dir, exist_ok=True)
-  tio.write_text(os.path.join(FLAGS.out_dir, "method_search.md"), "\n".join(md))
-  tio.write_json(os.path.join(FLAGS.out_dir, "method_search.json"),
+  os.makedirs(cfg.out_dir, exist_ok=True)
+  tio.write_text(os.path.join(cfg.out_dir, "method_search.md"), "\n".join(md))
+  tio.write_json(os.path.join(cfg.out_dir, "method_search.json"),
                  {k: v for k, v in res.items()})
   print("\n".join(md[:2]))
-  print(f"wrote {FLAGS.out_dir}/method_search.md")
+  print(f"wrote {cfg.out_dir}/method_search.md")
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main, verbosity="warning"))
+  app.run(cli.guard(main, verbosity="warning"), flags_parser=config_cli.parse_flags)

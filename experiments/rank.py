@@ -19,83 +19,73 @@ writes ranking.json/csv, ranking_top.md and scores.png in ``--workdir``.
 """
 import os
 
-from transferjax import cli
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from transferjax.data import DEFAULT_FRACTION
+from experiments import config_cli
+from transferjax import cli
+from transferjax.config import build
 from transferjax.scoring.job import RankRunConfig, run
-from transferjax.scoring.methods import METHODS, RankConfig
 from transferjax.scoring.rank import RankJob
-from transferjax.scoring.target import PROTOCOLS
 from transferjax.sources import job as sources_job
 from transferjax.sources.stream import StreamConfig
-from transferjax.transfer.fit import FitConfig
 
-_ZOO = flags.DEFINE_string("zoo", "runs/zoo", "Workdir of a trained zoo.")
-_TARGET = flags.DEFINE_string("target", "mnist:4,9",
-                              "Target spec: mnist:A,B, digits:A,B, spots, faces, npz:PATH[:A,B].")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder (default <zoo>/rank/<target>).")
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Target image side (default: the zoo's).")
-_FRACTION = flags.DEFINE_float("fraction", DEFAULT_FRACTION,
-                               "Labeled share of the target data (D_a); the paper's 5%.")
-_NUM_LABELED = flags.DEFINE_integer("num_labeled", None, "Absolute |D_a| (overrides --fraction).")
-_SPLIT_SEED = flags.DEFINE_integer("split_seed", 0, "Target split seed.")
-_PROTOCOL = flags.DEFINE_enum("protocol", "crossfit", PROTOCOLS,
-                              "crossfit: out-of-fold T on all of D_a; paper: D_v only.")
-_FOLDS = flags.DEFINE_integer("folds", 5, "Cross-fitting folds (>= 3).")
-_ESTIMATOR = flags.DEFINE_enum("estimator", "knn", ["knn", "binned"],
-                               "CMI estimator (shorthand for --method=cmi_knn / cmi_binned).")
-_METHOD = flags.DEFINE_string("method", None,
-                              f"Any ranking method (overrides --estimator): {sorted(METHODS)}.")
-_K = flags.DEFINE_integer("k", 3, "Neighbours of the k-NN estimator.")
-_METRIC = flags.DEFINE_enum("metric", "euclidean", ["euclidean", "max"], "Norm within F.")
-_FEATURE_DIM = flags.DEFINE_integer("feature_dim", None, "PCA all sources to this dimension.")
-_NULL = flags.DEFINE_bool("null_correction", False, "Subtract a permutation-null mean.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of target nets, jitter, permutations.")
-_EPOCHS = flags.DEFINE_integer("target_max_epochs", 60, "Target-net epoch cap.")
-_PATIENCE = flags.DEFINE_integer("target_patience", 10, "Target-net early-stopping patience.")
-_SOURCES = flags.DEFINE_list(
-    "sources", [], "Sources of any kind: zoo:PATH, flax:package.module:fn[@CKPT], "
-    "files:FOLDER (one .npz of features per source); replaces --zoo.")
-_METHODS = flags.DEFINE_list("methods", [], "Methods to score with --sources (first "
-                             "orders the table), or 'all'. Default: --method.")
-_TOP = flags.DEFINE_integer("top", 10, "Rows of the printed top-N table (--sources).")
-_CHUNK_MB = flags.DEFINE_float("chunk_mb", StreamConfig.chunk_mb,
-                               "Source outputs held at once, MiB (--sources).")
-_UPSAMPLE = flags.DEFINE_bool("allow_upsample", False,
-                              "Let sources enlarge target images smaller than their input.")
+_ESTIMATORS = {"knn": "cmi_knn", "binned": "cmi_binned"}
+config_cli.define("estimator", flags.DEFINE_enum, "CMI estimator (shorthand for "
+                  "--method=cmi_knn / cmi_binned).", _ESTIMATORS.get,
+                  enum_values=sorted(_ESTIMATORS))
+config_cli.define("image_size", flags.DEFINE_integer, "Target image side (default: "
+                  "the zoo's).")
+config_cli.define("split_seed", flags.DEFINE_integer, "Target split seed.")
+config_cli.define("feature_dim", flags.DEFINE_integer, "PCA all sources to this "
+                  "dimension.")
+config_cli.define("null_correction", flags.DEFINE_bool, "Subtract a permutation-null "
+                  "mean.")
+config_cli.define("target_max_epochs", flags.DEFINE_integer, "Target-net epoch cap.")
+config_cli.define("target_patience", flags.DEFINE_integer, "Target-net early-stopping "
+                  "patience.")
+config_cli.define("sources", flags.DEFINE_list, "Sources of any kind: zoo:PATH, "
+                  "flax:package.module:fn[@CKPT], files:FOLDER (one .npz of features "
+                  "per source); replaces --zoo.", config_cli.as_tuple)
+config_cli.define("top", flags.DEFINE_integer, "Rows of the printed top-N table "
+                  "(--sources).")
+config_cli.define("chunk_mb", flags.DEFINE_float, "Source outputs held at once, MiB "
+                  "(--sources).")
+config_cli.define("allow_upsample", flags.DEFINE_bool, "Let sources enlarge target "
+                  "images smaller than their input.")
+# --estimator before --method: the method wins when both are given.
+config_cli.use("rank", {
+    "zoo": "zoo", "target": "target", "workdir": "workdir", "image_size": "image_size",
+    "fraction": "fraction", "num_labeled": "num_labeled", "split_seed": "split_seed",
+    "protocol": "job.protocol", "folds": "job.folds", "estimator": "job.rank.method",
+    "method": "job.rank.method", "k": "job.rank.k", "metric": "job.rank.metric",
+    "feature_dim": "job.rank.feature_dim", "null_correction": "job.rank.null_correction",
+    "seed": "job.rank.seed", "target_max_epochs": "job.fit.max_epochs",
+    "target_patience": "job.fit.patience", "sources": "sources", "methods": "methods",
+    "top": "top", "chunk_mb": "stream.chunk_mb",
+    "allow_upsample": "stream.allow_upsample"})
 
 
 def main(argv):
   del argv
-  method = _METHOD.value or {"knn": "cmi_knn", "binned": "cmi_binned"}[_ESTIMATOR.value]
-  rank_cfg = RankConfig(method=method, k=_K.value, metric=_METRIC.value,
-                        feature_dim=_FEATURE_DIM.value,
-                        null_correction=_NULL.value, seed=_SEED.value)
-  fit_cfg = FitConfig(max_epochs=_EPOCHS.value, patience=_PATIENCE.value)
-  if _SOURCES.value or _METHODS.value:
-    sources = ",".join(_SOURCES.value) or f"zoo:{_ZOO.value}"
-    safe = _TARGET.value.replace(":", "_").replace(",", "-").replace("/", "_")
+  cfg = config_cli.resolve()
+  job = build(RankJob, cfg.job, "config.job")
+  if cfg.sources or cfg.methods:
+    sources = ",".join(cfg.sources) or f"zoo:{cfg.zoo}"
+    safe = cfg.target.replace(":", "_").replace(",", "-").replace("/", "_")
     sources_job.run(sources_job.SourcesRankConfig(
-        sources=sources, target=_TARGET.value,
-        workdir=_WORKDIR.value or os.path.join(
-            "runs" if _SOURCES.value else _ZOO.value, "rank", safe),
-        methods=tuple(_METHODS.value) or (method,), image_size=_IMAGE_SIZE.value,
-        fraction=_FRACTION.value, num_labeled=_NUM_LABELED.value,
-        split_seed=_SPLIT_SEED.value,
-        job=RankJob(protocol=_PROTOCOL.value, folds=_FOLDS.value, rank=rank_cfg,
-                    fit=fit_cfg),
-        stream=StreamConfig(chunk_mb=_CHUNK_MB.value, allow_upsample=_UPSAMPLE.value),
-        top=_TOP.value))
+        sources=sources, target=cfg.target,
+        workdir=cfg.workdir or os.path.join(
+            "runs" if cfg.sources else cfg.zoo, "rank", safe),
+        methods=tuple(cfg.methods) or (job.rank.method,), image_size=cfg.image_size,
+        fraction=cfg.fraction, num_labeled=cfg.num_labeled,
+        split_seed=cfg.split_seed, job=job,
+        stream=build(StreamConfig, cfg.stream, "config.stream"), top=cfg.top))
     return
   run(RankRunConfig(
-      zoo=_ZOO.value, target=_TARGET.value, workdir=_WORKDIR.value,
-      image_size=_IMAGE_SIZE.value, fraction=_FRACTION.value,
-      num_labeled=_NUM_LABELED.value, split_seed=_SPLIT_SEED.value,
-      job=RankJob(protocol=_PROTOCOL.value, folds=_FOLDS.value, rank=rank_cfg,
-                  fit=fit_cfg)))
+      zoo=cfg.zoo, target=cfg.target, workdir=cfg.workdir, image_size=cfg.image_size,
+      fraction=cfg.fraction, num_labeled=cfg.num_labeled, split_seed=cfg.split_seed,
+      job=job))
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main), flags_parser=config_cli.parse_flags)

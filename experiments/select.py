@@ -14,25 +14,29 @@ split in ``--cache``: rerun the same command to resume.
 """
 from absl import app, flags
 
-from experiments import selection_flags
+from experiments import config_cli, selection_flags
 from transferjax import cli
+from transferjax.config import build
 from transferjax.selection import select_run
+from transferjax.selection.engine import SettingConfig
 
-flags.DEFINE_integer("k", 3, "Largest set size; sizes 2..k are compared.")
-FLAGS = flags.FLAGS
+config_cli.define("k", flags.DEFINE_integer, "Largest set size; sizes 2..k are "
+                  "compared.", lambda k: tuple(range(2, max(2, k) + 1)))
+config_cli.use("select", {**selection_flags.ALIASES, "k": "setting.ks"})
 
 
 def main(argv):
   del argv
-  cfg = selection_flags.setting_config(tuple(range(2, max(2, FLAGS.k) + 1)))
-  res = select_run.run(cfg, FLAGS.out or "results/select")
+  c = config_cli.resolve()
+  cfg = build(SettingConfig, c.setting, "config.setting")
+  res = select_run.run(cfg, c.out)
   for r in res["summary"]:
     print(f"{r['truth']:>4} k={r['k']}: oracle {r['oracle']:.4f} | greedy "
           f"{r['greedy_auc']:.4f} (regret {r['greedy_regret']:.4f}) | top-k "
           f"{r['top_k_auc']:.4f} (regret {r['top_k_regret']:.4f}) | best single "
           f"{r['best_single']:.4f} | random {r['random_k']:.4f}")
-  print(f"wrote {FLAGS.out or 'results/select'}/{cfg.name}/report.md")
+  print(f"wrote {c.out}/{cfg.name}/report.md")
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main), flags_parser=config_cli.parse_flags)

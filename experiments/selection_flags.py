@@ -1,40 +1,27 @@
-"""Flags shared by ``experiments.select`` and ``experiments.layers``."""
+"""The short flags of ``experiments.select`` and ``experiments.layers``: aliases
+of their config's ``setting`` section (``config_cli``). Fine-tuning and the
+ranking's target nets share the epoch cap and patience."""
 from __future__ import annotations
 
 from absl import flags
 
-from transferjax.scoring.methods import RankConfig
-from transferjax.scoring.rank import RankJob
-from transferjax.selection.engine import SettingConfig
-from transferjax.transfer.fit import FitConfig
+from experiments import config_cli
 
-_S = SettingConfig(zoo="")
-_F = FitConfig()
+for _name, _kind, _help in (
+    ("pool_size", flags.DEFINE_integer, "Use the first N sources (0: all)."),
+    ("cache", flags.DEFINE_string, "Stage cache (default runs/selection/<zoo>__<target>)."),
+    ("out", flags.DEFINE_string, "Report folder (default results/select or results/layers)."),
+    ("n_perm", flags.DEFINE_integer, "Surrogates of the greedy stopping rule's null."),
+    ("alpha", flags.DEFINE_float, "Stop when the best gain <= the 1-alpha null quantile.")):
+  config_cli.define(_name, _kind, _help)
 
-flags.DEFINE_string("zoo", "runs/zoo_spot9", "Workdir of a trained zoo.")
-flags.DEFINE_string("target", _S.target, "Binary target: spots, mnist:A,B, digits:A,B, ...")
-flags.DEFINE_float("fraction", _S.fraction, "Labeled share of the target (D_a).")
-flags.DEFINE_integer("num_labeled", None, "Absolute |D_a| (overrides --fraction).")
-flags.DEFINE_integer("num_splits", _S.num_splits, "Target splits.")
-flags.DEFINE_integer("num_seeds", _S.num_seeds, "Fine-tuning seeds per source and split.")
-flags.DEFINE_integer("pool_size", _S.pool_size, "Use the first N sources (0: all).")
-flags.DEFINE_string("cache", None, "Stage cache (default runs/selection/<zoo>__<target>).")
-flags.DEFINE_string("out", None, "Report folder (default results/select or results/layers).")
-flags.DEFINE_integer("n_perm", _S.n_perm, "Surrogates of the greedy stopping rule's null.")
-flags.DEFINE_float("alpha", _S.alpha, "Stop when the best gain <= the 1-alpha null quantile.")
-flags.DEFINE_integer("max_epochs", _F.max_epochs, "Fine-tuning epoch cap.")
-flags.DEFINE_integer("patience", _F.patience, "Fine-tuning early-stopping patience.")
-flags.DEFINE_integer("seed", 0, "Root seed.")
-
-FLAGS = flags.FLAGS
-
-
-def setting_config(ks: tuple[int, ...]) -> SettingConfig:
-  """The ``SettingConfig`` of the parsed flags."""
-  fit = FitConfig(max_epochs=FLAGS.max_epochs, patience=FLAGS.patience)
-  job = RankJob(rank=RankConfig(seed=FLAGS.seed), fit=fit)
-  return SettingConfig(
-      zoo=FLAGS.zoo, target=FLAGS.target, cache=FLAGS.cache, fraction=FLAGS.fraction,
-      num_labeled=FLAGS.num_labeled or None, num_splits=FLAGS.num_splits,
-      num_seeds=FLAGS.num_seeds, pool_size=FLAGS.pool_size, ks=ks,
-      n_perm=FLAGS.n_perm, alpha=FLAGS.alpha, finetune=fit, job=job, seed=FLAGS.seed)
+ALIASES = {
+    "zoo": "setting.zoo", "target": "setting.target", "fraction": "setting.fraction",
+    "num_labeled": "setting.num_labeled", "num_splits": "setting.num_splits",
+    "num_seeds": "setting.num_seeds", "pool_size": "setting.pool_size",
+    "cache": "setting.cache", "out": "out", "n_perm": "setting.n_perm",
+    "alpha": "setting.alpha",
+    "max_epochs": ("setting.finetune.max_epochs", "setting.job.fit.max_epochs"),
+    "patience": ("setting.finetune.patience", "setting.job.fit.patience"),
+    "seed": ("setting.seed", "setting.job.rank.seed"),
+}

@@ -13,83 +13,73 @@ accuracy well above chance (1 / classes). Rerunning the same command resumes at 
 first unfinished chunk; other flags on the same --workdir are refused.
 
 Smoke run (seconds): add --smoke (4 tasks, 10 images per class, 1 epoch).
+The settings are ``configs/train_sources.py`` (the ZooConfig defaults); every
+short flag is a ZooConfig field (``--num_tasks`` = ``--config.zoo.num_tasks``).
 The paper's scale: --num_tasks=500 --max_per_class=0 (all images) on an
 accelerator; --distributed for several hosts.
 """
 from __future__ import annotations
 
 import dataclasses
+import re
+import typing
 
-from transferjax import cli
-from absl import app, flags, logging
-
+from absl import app, flags
 import numpy as np
 
+from experiments import config_cli
+from transferjax import cli
+from transferjax.config import build
 from transferjax.scoring.weak import weak_sources, weak_sources_message
 from transferjax.train import ZooConfig, run
 
-_D = ZooConfig()
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", "runs/zoo", "Checkpoint / output folder.")
-flags.DEFINE_string("dataset", _D.dataset, "Source pool (load_dataset name).")
-flags.DEFINE_integer("num_tasks", _D.num_tasks, "Number of source tasks/models.")
-flags.DEFINE_integer("image_size", _D.image_size, "Input side (lenet20: 20, spot9: 9).")
-flags.DEFINE_integer("seed", _D.seed, "Task and training seed.")
-flags.DEFINE_enum("arch", _D.arch, ["lenet20", "spot9"], "Architecture.")
-flags.DEFINE_integer("min_classes", _D.min_classes, "Fewest classes per task.")
-flags.DEFINE_integer("max_classes", _D.max_classes,
-                     "Most classes per task and head width (0: all pool classes).")
-flags.DEFINE_integer("max_per_class", _D.max_per_class,
-                     "Images per class cap (0: all).")
-flags.DEFINE_float("holdout_fraction", _D.holdout_fraction,
-                   "Share of each class held out for source accuracy.")
-flags.DEFINE_integer("epochs", _D.epochs, "Epochs over each task's rows.")
-flags.DEFINE_integer("batch_size", _D.batch_size, "Minibatch size.")
-flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate.")
-flags.DEFINE_enum("conv_impl", _D.conv_impl,
-                  ["auto", "im2col", "xla", "patches", "xla_vjp", "pallas"],
-                  "Convolution implementation. auto: the workdir's when "
-                  "resuming, else xla_vjp on CPU (fastest with lax.map over "
-                  "models) and im2col on accelerators (fastest under vmap). pallas: "
-                  "Triton kernels without im2col patches (GPU only).")
-flags.DEFINE_enum("pool_impl", _D.pool_impl, ["auto", "reshape", "flax", "fused"],
-                  "Max-pool implementation. auto: the workdir's when resuming, "
-                  "else reshape. fused: conv1 + ReLU + pool1 with conv1 "
-                  "recomputed in the backward (a GPU lever; 0.84x on CPU).")
-flags.DEFINE_enum("compute_dtype", _D.compute_dtype, ["float32", "bfloat16"],
-                  "Dtype of convolutions and dense layers (float32 master "
-                  "weights and loss); part of the zoo's identity.")
-flags.DEFINE_integer("chunk_size", _D.chunk_size,
-                     "Models per chunk (0: from --memory_budget_mb).")
-flags.DEFINE_integer("memory_budget_mb", _D.memory_budget_mb,
-                     "Per-device memory budget for the automatic chunk size.")
-flags.DEFINE_integer("steps_per_call", _D.steps_per_call,
-                     "Optimizer steps per jitted call (lax.scan length).")
-flags.DEFINE_integer("unroll", _D.unroll, "lax.scan unroll factor.")
-flags.DEFINE_enum("model_loop", _D.model_loop, ["auto", "vmap", "map"],
-                  "Batch the models (vmap: accelerators) or loop over them in "
-                  "the program (map: CPU); auto picks by backend.")
-flags.DEFINE_bool("distributed", _D.distributed,
-                  "Call jax.distributed.initialize() (multi-host).")
-flags.DEFINE_bool("smoke", False, "Tiny run: 4 tasks, 10 images/class, 1 epoch.")
+_KINDS = {int: flags.DEFINE_integer, float: flags.DEFINE_float, str: flags.DEFINE_string,
+          bool: flags.DEFINE_bool}
 
 
-def config_from_flags(values) -> ZooConfig:
-  """The frozen ``ZooConfig`` of parsed flag ``values``."""
-  kwargs = {f.name: getattr(values, f.name) for f in dataclasses.fields(ZooConfig)}
-  kwargs["max_classes"] = kwargs["max_classes"] or None
-  kwargs["max_per_class"] = kwargs["max_per_class"] or None
-  if values.smoke:
-    kwargs.update(num_tasks=min(kwargs["num_tasks"], 4), max_per_class=10,
-                  epochs=1)
-  return ZooConfig(**kwargs)
+def _attribute_docs(cls) -> dict[str, str]:
+  """``name: text`` of the class docstring's Attributes section, one line each."""
+  docs, name = {}, None
+  for line in cls.__doc__.split("Attributes:", 1)[-1].splitlines():
+    m = re.match(r"^    (\w+): (.*)$", line)
+    if m:
+      name = m.group(1)
+      docs[name] = m.group(2)
+    elif name and line.startswith("      "):
+      docs[name] += " " + line.strip()
+  return docs
+
+
+def _zoo_aliases() -> dict[str, str]:
+  """Every ZooConfig field as a short flag (``--num_tasks``), help from its docstring."""
+  docs, hints = _attribute_docs(ZooConfig), typing.get_type_hints(ZooConfig)
+  for f in dataclasses.fields(ZooConfig):
+    if f.name not in config_cli.SHORT:
+      kind = typing.get_args(hints[f.name])[0] if f.default is None else type(f.default)
+      config_cli.define(f.name, _KINDS[kind], docs.get(f.name, f.name))
+  return {f.name: f"zoo.{f.name}" for f in dataclasses.fields(ZooConfig)}
+
+
+config_cli.define("smoke", flags.DEFINE_bool,
+                  "Tiny run: configs/train_sources_smoke.py (4 tasks, 10 images/class, "
+                  "1 epoch).")
+config_cli.use("train_sources", {"workdir": "workdir", **_zoo_aliases()},
+               selectors={"smoke": lambda on: "train_sources_smoke" if on else None})
+
+
+def config_from_flags(values=None) -> ZooConfig:
+  """The frozen ``ZooConfig`` of the parsed flags (``--config`` and the short ones)."""
+  del values  # the flags are absl's global FLAGS
+  return build(ZooConfig, config_cli.resolve().zoo, "config.zoo")
 
 
 def main(argv):
   del argv
-  config = config_from_flags(FLAGS)
-  zoo = run(config, FLAGS.workdir)
-  print(f"zoo of {zoo.num_models} models in {FLAGS.workdir}: mean train acc "
+  cfg = config_cli.resolve()
+  config = build(ZooConfig, cfg.zoo, "config.zoo")
+  zoo = run(config, cfg.workdir)
+  print(f"zoo of {zoo.num_models} models in {cfg.workdir}: mean train acc "
         f"{zoo.metrics['train_accuracy'].mean():.3f}, mean holdout acc "
         f"{np.nanmean(zoo.metrics['holdout_accuracy']):.3f}")
   warning = weak_sources_message(
@@ -100,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main), flags_parser=config_cli.parse_flags)

@@ -12,28 +12,27 @@ Expected result: ``transfer.json`` / ``transfer.csv`` (source id, mean AUC, sd,
 epochs used, fixed-budget AUCs) and ``transfer/split_S.json`` per split. A rerun
 skips finished splits (resumable); other settings on the same workdir are refused.
 """
+from absl import app
+
+from experiments import config_cli, study_flags
 from transferjax import cli
-from absl import app, flags, logging
-
-from experiments import study_flags
+from transferjax.config import build
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
-from transferjax.study import ground_truth
+from transferjax.study import StudyConfig, ground_truth
 
-flags.DEFINE_string("zoo", "runs/zoo", "Workdir of a trained zoo.")
-flags.DEFINE_string("workdir", "runs/gt", "Output folder.")
-for _name in study_flags.GROUND_TRUTH_FLAGS:  # listed by --helpshort
-  flags.declare_key_flag(_name)
-FLAGS = flags.FLAGS
+config_cli.use("transfer", {"zoo": "zoo", "workdir": "workdir",
+                            **study_flags.GROUND_TRUTH})
 
 
 def main(argv):
   del argv
-  cfg = study_flags.study_config(FLAGS.workdir, FLAGS.zoo)
+  c = config_cli.resolve()
+  cfg = build(StudyConfig, c.study, "config.study", workdir=c.workdir, zoo_dir=c.zoo)
   zoo = open_zoo(cfg.zoo_dir)
   gt = ground_truth(cfg, zoo, load_target_for_zoo(cfg.target, zoo, None))
   print(f"no-transfer AUC {gt['no_transfer'].mean():.4f}; wrote "
-        f"{FLAGS.workdir}/transfer.json and transfer.csv")
+        f"{cfg.workdir}/transfer.json and transfer.csv")
 
 
 if __name__ == "__main__":
-  app.run(cli.guard(main))
+  app.run(cli.guard(main), flags_parser=config_cli.parse_flags)

@@ -89,6 +89,57 @@ def configure_logging(default: str = "info") -> None:
     handler.addFilter(_OwnInfoOnly())
 
 
+def _bad_override(argv: list[str]) -> str | None:
+  """The first ``--config.a.b=V`` of ``argv`` whose field the config lacks,
+  with the closest field and the fix; None if every path exists."""
+  import difflib  # pylint: disable=g-import-not-at-top
+  from transferjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if spec is None:
+    return None
+  try:
+    cfg = config_lib.load(spec)
+  except Exception as e:  # pylint: disable=broad-except
+    return f"--config={spec}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    path = arg[len("--config."):].split("=", 1)[0]
+    node, where = cfg, "config"
+    for key in path.split("."):
+      keys = list(node.keys()) if hasattr(node, "keys") else []
+      if key not in keys:
+        close = difflib.get_close_matches(key, keys, n=1)
+        fix = (f"did you mean --{where}.{close[0]}? " if close else "")
+        return (f"--config.{path}: {where} has no field {key!r}; {fix}"
+                f"fields of {where}: {', '.join(sorted(keys)) or '(none: a value)'}.")
+      node, where = node[key], f"{where}.{key}"
+  return None
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """``app.run``'s ``flags_parser``: a bad flag or config override is one line.
+
+  An unknown ``--config.a.b`` names the field, the closest one and the fields
+  there are; a value of the wrong type names the flag and the type; exit 2.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    message = str(e).splitlines()[0]
+    if "--config." in message and ("invalid" in message or "could not" in message
+                                   or "expected" in message.lower()):
+      message += (" (give a value of the field's type: --config.FIELD=VALUE; a tuple "
+                  "as --config.FIELD='(a, b)')")
+  except Exception as e:  # pylint: disable=broad-except
+    # ml_collections raises AttributeError/KeyError/TypeError for overrides of
+    # fields the config does not have or cannot take; find which and say so.
+    message = _bad_override(argv) or f"{type(e).__name__}: {str(e).splitlines()[0]}"
+  print(f"error (ConfigError): {message}", file=sys.stderr)
+  sys.exit(2)
+
+
 def guard(main, *, verbosity: str = "info"):
   """Wraps an absl ``main``: TransferJaxError/TrainingError -> message, exit 2.
 

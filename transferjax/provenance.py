@@ -55,12 +55,31 @@ def devices() -> dict[str, Any]:
           "processes": jax.process_count()}
 
 
+_RUN: dict[str, Any] = {}
+
+
+def set_run(*, command: str, config: dict[str, Any], spec: str) -> None:
+  """Records the entry point's command and resolved config (``experiments``'
+  ``--config``) for every ``provenance()`` this process writes."""
+  _RUN.clear()
+  _RUN.update(command=command, config_file=spec, config=config)
+
+
+def run_record() -> dict[str, Any] | None:
+  """What ``set_run`` recorded (None in a library call without an entry point)."""
+  return dict(_RUN) if _RUN else None
+
+
 def provenance(config: Any = None) -> dict[str, Any]:
-  """``{"config": ..., "commit": ..., "versions": ..., "devices": ...}``.
+  """``{"config": ..., "commit": ..., "versions": ..., "devices": ..., "run": ...}``.
+
+  ``run`` (present when an entry point resolved its ``--config``) is the
+  command line and the entry point's whole resolved config: rerun it with
+  ``--config=configs/recorded.py:<this JSON file>``.
 
   Args:
-    config: the fully resolved config of the run (a dataclass, a mapping or
-      None); dataclasses are converted with ``dataclasses.asdict``.
+    config: the fully resolved config of the library call (a dataclass, a
+      mapping or None); dataclasses are converted with ``dataclasses.asdict``.
   """
   import dataclasses
   if dataclasses.is_dataclass(config) and not isinstance(config, type):
@@ -71,4 +90,6 @@ def provenance(config: Any = None) -> dict[str, Any]:
   record = {"commit": git_commit(), "versions": versions(), "devices": devices()}
   if config is not None:
     record = {"config": config, **record}
+  if _RUN:
+    record["run"] = run_record()
   return record
