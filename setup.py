@@ -27,6 +27,9 @@ setup(
         "matplotlib>=3.11",
         "tqdm>=4.70",
         "pillow>=10.0",  # folder: targets (PNG/JPEG image folders)
+        # configs/: --config files with dotted command-line overrides
+        # (config_flags), the convention of big_vision and the flax examples.
+        "ml_collections>=1.1",
     ],
     extras_require={
         "test": ["pytest>=9.0", "pytest-xdist>=3.8", "chex>=0.1.92",

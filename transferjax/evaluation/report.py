@@ -21,6 +21,7 @@ top-level key.
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 from typing import Any, Mapping, Sequence
@@ -173,6 +174,34 @@ def _method_rows(ev: Mapping[str, Any]) -> list[dict[str, Any]]:
   return rows
 
 
+def reproduce_markdown(record: Mapping[str, Any], recorded_json: str) -> list[str]:
+  """The report's "Reproduce" section: command, commit, versions, devices and
+  the resolved config of a ``provenance()`` record."""
+  run = record.get("run")
+  versions = record.get("versions", {})
+  dev = record.get("devices", {})
+  out = ["## Reproduce", ""]
+  if run:
+    module = run["command"].split()[2] if run["command"].startswith("python -m ") else None
+    out += ["Command of this run:", "", "```", run["command"], "```", ""]
+    if module:
+      out += ["Rerun from the config recorded here:", "", "```",
+              f"python -m {module} --config=configs/recorded.py:{recorded_json}", "```", ""]
+  out.append(f"- commit: `{record.get('commit', 'unknown')}`")
+  out.append("- versions: " + ", ".join(
+      f"{k} {versions[k]}" for k in ("jax", "jaxlib", "flax", "optax") if k in versions))
+  if dev:
+    out.append(f"- devices: {dev.get('count')} x {', '.join(dev.get('kinds', []))} "
+               f"({dev.get('backend')}, {dev.get('processes')} process(es))")
+  config = run["config"] if run else record.get("config")
+  if config is not None:
+    label = (f"Resolved config ({run['config_file']} with this run's overrides):"
+             if run else "Resolved config:")
+    out += ["", label, "", "```json", json.dumps(config, indent=1, sort_keys=True,
+                                                 default=str), "```"]
+  return out + [""]
+
+
 def write_report(workdir: str, evaluation: Mapping[str, Any],
                  figures: Sequence[str] = (), title: str = "Source ranking evaluation",
                  notes: str | Sequence[str] = (), lead: Sequence[str] = ()) -> str:
@@ -249,6 +278,8 @@ def write_report(workdir: str, evaluation: Mapping[str, Any],
     notes = [notes] if notes else []
   if notes:
     out += ["## Notes", ""] + list(notes) + [""]
+  out += reproduce_markdown(evaluation.get("provenance") or provenance(),
+                            os.path.join(workdir, "evaluation.json"))
   from transferjax.evaluation import answer  # pylint: disable=g-import-not-at-top
   out += answer.definitions_markdown()
   path = os.path.join(workdir, "report.md")

@@ -22,6 +22,7 @@ Workdir layout::
                               each parameter leaf, checked on every load (written
                               last: its presence marks the chunk finished)
   metrics.json                per-model metrics of the whole zoo, in task order
+  provenance.json             resolved config, commit, library versions, devices
 
 Memory model (``models_per_chunk``): per model, float32 bytes of
 ``4 * n_params`` (params, grads, Adam m and v) plus ``3 * batch * a`` (forward
@@ -52,6 +53,7 @@ from transferjax import io
 from transferjax import progress
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask, tasks_to_json
+from transferjax.provenance import provenance
 from transferjax.errors import (CheckpointError, ConfigError, DataError,
                                 TrainingError)
 from transferjax.models import (COMPUTE_DTYPES, CONV_IMPLS, POOL_IMPLS,
@@ -540,6 +542,9 @@ def train_zoo(config: ZooConfig, pool: Dataset, tasks: Sequence[SourceTask],
     io.write_json(os.path.join(workdir, "metrics.json"),
                   {"task_ids": [t.task_id for t in tasks],
                    "num_classes": [t.num_classes for t in tasks], **metrics})
+    # The resolved config, commit, versions and devices (and the entry point's
+    # command, when there is one): how to retrain this zoo.
+    io.write_json(os.path.join(workdir, "provenance.json"), provenance(config))
   return Zoo(params, tasks, config.arch, config.image_size, head, metrics, record)
 
 
