@@ -1,6 +1,6 @@
 """The one ``--config`` flag of every entry point, and its short aliases.
 
-``--config=configs/NAME.py`` picks an experiment (each entry point has a
+``--config=configs/<name>.py`` picks an experiment (each entry point has a
 default), ``--config.a.b=VALUE`` overrides any field after it (ml_collections'
 ``config_flags``; the override needs no ``--config`` before it: the entry
 point's default is put in front), and ``--config=configs/recorded.py:FILE``
@@ -32,7 +32,7 @@ flags.disclaim_key_flags()  # flags defined here belong to the entry point that 
 
 FLAGS = flags.FLAGS
 CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Experiment config file (configs/NAME.py; default: the entry "
+    "config", None, "Experiment config file (configs/<name>.py; default: the entry "
     "point's). Override any field after it with --config.a.b=VALUE; rerun a "
     "recorded run with --config=configs/recorded.py:PATH/config.json.",
     lock_config=True)
