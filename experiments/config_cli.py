@@ -215,7 +215,7 @@ def _recorded_base(path: str) -> str:
 
 
 def command() -> str:
-  """The command line of this run, as typed (``python -m experiments.NAME ...``)."""
+  """The command line of this run, as typed (``python -m <module> ...``)."""
   argv = [a for a in (_STATE["entry"] or sys.argv)]
   if argv and _STATE["inserted"]:
     argv = [argv[0]] + argv[2:]
@@ -228,6 +228,6 @@ def command() -> str:
 def rerun_command(config_json: str) -> str:
   """The command that reruns a recorded config file."""
   module = sys.modules["__main__"].__spec__
-  name = module.name if module is not None else "experiments.<entry point>"
+  name = module.name if module is not None else "<module>"
   return shlex.join(["python", "-m", name,
                      f"--config={config_path('recorded')}:{config_json}"])
