@@ -108,7 +108,8 @@ def define(name: str, kind: Callable, help_text: str,
 
 
 def use(default: str, aliases: Mapping[str, str | Sequence[str]],
-        selectors: Mapping[str, Callable[[Any], str | None]] | None = None) -> None:
+        selectors: Mapping[str, Callable[[Any], str | None]] | None = None,
+        key_flags: Sequence[str] | None = None) -> None:
   """Declares an entry point's config and short flags.
 
   Args:
@@ -117,18 +118,23 @@ def use(default: str, aliases: Mapping[str, str | Sequence[str]],
     selectors: short flag -> function of its value returning the config name it
       picks instead of ``default`` (``--smoke``, ``--experiment=spots``), or
       None for "no change". A flag may be both a selector and in ``SHORT``.
+    key_flags: the short flags ``--helpshort`` lists (default: all of them).
   """
   _STATE.update(default=default, aliases=dict(aliases), selectors=dict(selectors or {}))
   flags.declare_key_flag("config")
   for name in list(aliases) + [s for s in (selectors or {}) if s in SHORT]:
+    key = key_flags is None or name in key_flags
     if name in FLAGS:
-      flags.declare_key_flag(name)
+      if key:
+        flags.declare_key_flag(name)
       continue
     kind, help_text, _ = SHORT[name]
     paths = aliases.get(name, ())
     paths = (paths,) if isinstance(paths, str) else tuple(paths)
     where = f" (--config.{paths[0]})" if paths else ""
     extra = {"enum_values": _ENUMS[name]} if name in _ENUMS else {}
+    if not key:  # accepted, but listed by --helpfull only
+      extra["module_name"] = __name__
     kind(name, None, help=help_text + where, **extra)
 
 

@@ -20,8 +20,10 @@ from transferjax.config import build
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
 from transferjax.study import StudyConfig, ground_truth
 
-config_cli.use("transfer", {"zoo": "zoo", "workdir": "workdir",
-                            **study_flags.GROUND_TRUTH})
+# The ranking flags are accepted (the same flags as experiments.evaluate) but
+# --helpshort lists the ground truth's only.
+config_cli.use("transfer", {"zoo": "zoo", "workdir": "workdir", **study_flags.STUDY},
+               key_flags=["zoo", "workdir", *study_flags.GROUND_TRUTH])
 
 
 def main(argv):
