@@ -25,6 +25,9 @@ flags.DEFINE_string("suite", "testbed", "Suite name (transferjax.suites).")
 flags.DEFINE_string("workdir", "runs/suite_testbed", "The suite run's workdir.")
 flags.DEFINE_string("out_dir", "results/benchmark/testbed", "Output folder.")
 flags.DEFINE_bool("partial", False, "Use only the settings finished so far.")
+flags.DEFINE_enum("choose_from", "candidates", ["candidates", "all"],
+                  "Choose on dev among the pre-registered candidates, or among every "
+                  "method on the board (outputs get a _all suffix).")
 FLAGS = flags.FLAGS
 
 
@@ -38,10 +41,15 @@ def main(argv):
   baselines = [m for m in list(suite.methods) + ["loo_prior"]
                if all(m in r["scores"] for r in records)]
   res = method_search.choose_and_confirm(records, baselines, pool_size=suite.pool_size,
-                                         num_pools=suite.num_pools)
+                                         num_pools=suite.num_pools,
+                                         choose_from=FLAGS.choose_from)
+  suffix = "" if FLAGS.choose_from == "candidates" else "_all"
+  pool_text = ("Candidates (fixed before the suite ran): "
+               + ", ".join(method_search.CANDIDATES) if FLAGS.choose_from == "candidates"
+               else "Chosen among every method on the board (the candidates "
+               + ", ".join(method_search.CANDIDATES) + " and every baseline)")
   md = ["# Method search on suite `" + suite.name + "`\n",
-        f"Candidates (fixed before the suite ran): {', '.join(method_search.CANDIDATES)}."
-        f" Chosen on the dev settings: **{res['chosen']}**. Wins (every paired CI of its "
+        f"{pool_text}. Chosen on the dev settings: **{res['chosen']}**. Wins (every paired CI of its "
         f"advantage excludes 0): " + ", ".join(f"{k}: {'yes' if v else 'no'}"
                                                for k, v in res["wins"].items()) + ".\n"]
   for role in ("dev", "confirm", "all"):
@@ -61,11 +69,11 @@ def main(argv):
            report.leaderboard_markdown([{"member": k, "coef": v}
                                         for k, v in coef.items()])]
   os.makedirs(FLAGS.out_dir, exist_ok=True)
-  tio.write_text(os.path.join(FLAGS.out_dir, "method_search.md"), "\n".join(md))
-  tio.write_json(os.path.join(FLAGS.out_dir, "method_search.json"),
+  tio.write_text(os.path.join(FLAGS.out_dir, f"method_search{suffix}.md"), "\n".join(md))
+  tio.write_json(os.path.join(FLAGS.out_dir, f"method_search{suffix}.json"),
                  {k: v for k, v in res.items()})
   print("\n".join(md[:2]))
-  print(f"wrote {FLAGS.out_dir}/method_search.md")
+  print(f"wrote {FLAGS.out_dir}/method_search{suffix}.md")
 
 
 if __name__ == "__main__":
