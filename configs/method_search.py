@@ -9,4 +9,6 @@ def get_config():
       workdir="runs/suite_testbed",  # the suite run's workdir
       out_dir="results/benchmark/testbed",
       partial=False,  # use only the settings finished so far
+      # choose on dev among the pre-registered candidates, or "all" board methods
+      choose_from="candidates",
   ))

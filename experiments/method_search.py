@@ -25,8 +25,12 @@ from transferjax.evaluation import report
 config_cli.define("suite", flags.DEFINE_string, "Suite name (transferjax.suites).")
 config_cli.define("out_dir", flags.DEFINE_string, "Output folder.")
 config_cli.define("partial", flags.DEFINE_bool, "Use only the settings finished so far.")
+config_cli.define("choose_from", flags.DEFINE_enum, "Choose on dev among the "
+                  "pre-registered candidates, or among every method on the board "
+                  "(outputs get a _all suffix).", enum_values=["candidates", "all"])
 config_cli.use("method_search", {"suite": "suite", "workdir": "workdir",
-                                 "out_dir": "out_dir", "partial": "partial"})
+                                 "out_dir": "out_dir", "partial": "partial",
+                                 "choose_from": "choose_from"})
 
 
 def main(argv):
@@ -40,10 +44,15 @@ def main(argv):
   baselines = [m for m in list(suite.methods) + ["loo_prior"]
                if all(m in r["scores"] for r in records)]
   res = method_search.choose_and_confirm(records, baselines, pool_size=suite.pool_size,
-                                         num_pools=suite.num_pools)
+                                         num_pools=suite.num_pools,
+                                         choose_from=cfg.choose_from)
+  suffix = "" if cfg.choose_from == "candidates" else "_all"
+  pool_text = ("Candidates (fixed before the suite ran): "
+               + ", ".join(method_search.CANDIDATES) if cfg.choose_from == "candidates"
+               else "Chosen among every method on the board (the candidates "
+               + ", ".join(method_search.CANDIDATES) + " and every baseline)")
   md = ["# Method search on suite `" + suite.name + "`\n",
-        f"Candidates (fixed before the suite ran): {', '.join(method_search.CANDIDATES)}."
-        f" Chosen on the dev settings: **{res['chosen']}**. Wins (every paired CI of its "
+        f"{pool_text}. Chosen on the dev settings: **{res['chosen']}**. Wins (every paired CI of its "
         f"advantage excludes 0): " + ", ".join(f"{k}: {'yes' if v else 'no'}"
                                                for k, v in res["wins"].items()) + ".\n"]
   for role in ("dev", "confirm", "all"):
@@ -63,11 +72,11 @@ def main(argv):
            report.leaderboard_markdown([{"member": k, "coef": v}
                                         for k, v in coef.items()])]
   os.makedirs(cfg.out_dir, exist_ok=True)
-  tio.write_text(os.path.join(cfg.out_dir, "method_search.md"), "\n".join(md))
-  tio.write_json(os.path.join(cfg.out_dir, "method_search.json"),
+  tio.write_text(os.path.join(cfg.out_dir, f"method_search{suffix}.md"), "\n".join(md))
+  tio.write_json(os.path.join(cfg.out_dir, f"method_search{suffix}.json"),
                  {k: v for k, v in res.items()})
   print("\n".join(md[:2]))
-  print(f"wrote {cfg.out_dir}/method_search.md")
+  print(f"wrote {cfg.out_dir}/method_search{suffix}.md")
 
 
 if __name__ == "__main__":

@@ -105,3 +105,33 @@ def test_suite_config_checks():
   assert {st.role for st in s.settings} == {"dev", "confirm"}
   with pytest.raises(ConfigError, match="Unknown suite"):
     suites.get_suite("nope")
+
+
+def _search_records(rng):
+  """Four settings (2 dev, 2 confirm) of 12 sources: ``oracle`` scores are the
+  truth, ``noisy`` the truth plus noise, every candidate pure noise."""
+  from transferjax import method_search
+  recs = []
+  for i, role in enumerate(("dev", "dev", "confirm", "confirm")):
+    truth = rng.normal(size=12)
+    scores = {c: rng.normal(size=12) for c in method_search.CANDIDATES}
+    scores["oracle"] = truth.copy()
+    scores["noisy"] = truth + rng.normal(0, 2.0, 12)
+    recs.append({"zoo": "z", "target": f"t{i}", "role": role, "truth": truth,
+                 "no_transfer": 0.0, "scores": scores, "ceiling_weighted_tau": 1.0})
+  return recs
+
+
+def test_method_search_chooses_on_dev_and_confirms_only_a_real_lead():
+  from transferjax import method_search
+  recs = _search_records(np.random.default_rng(0))
+  res = method_search.choose_and_confirm(recs, ["oracle", "noisy"], pool_size=8,
+                                         num_pools=20, choose_from="all")
+  assert res["chosen"] == "oracle" and res["wins"]["confirm"]
+  # Among the noise-only candidates none can win against the oracle baseline.
+  res = method_search.choose_and_confirm(recs, ["oracle", "noisy"], pool_size=8,
+                                         num_pools=20)
+  assert res["chosen"] in method_search.CANDIDATES and not res["wins"]["confirm"]
+  with pytest.raises(ValueError, match="choose_from"):
+    method_search.choose_and_confirm(recs, [], pool_size=8, num_pools=20,
+                                     choose_from="best")

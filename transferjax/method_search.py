@@ -103,14 +103,23 @@ def add_candidates(records: list[dict], num_splits: int,
 
 
 def choose_and_confirm(records: list[dict], baselines: list[str], *,
-                       pool_size: int, num_pools: int) -> dict:
+                       pool_size: int, num_pools: int,
+                       choose_from: str = "candidates") -> dict:
   """Step 2 and 3 of the protocol; returns the dev board, the choice and the
-  confirmation comparisons."""
+  confirmation comparisons.
+
+  ``choose_from``: "candidates" chooses among ``CANDIDATES`` only; "all" among
+  every method on the board (the candidates and every baseline), so a plain
+  metric that leads on the dev settings is the one put to the confirmation test.
+  """
+  if choose_from not in ("candidates", "all"):
+    raise ValueError(f"choose_from={choose_from!r}: use 'candidates' or 'all'.")
   methods = list(dict.fromkeys(list(CANDIDATES) + list(baselines)))
   res = suite_board.leaderboard(records, methods, pool_size=pool_size,
                                 num_pools=num_pools)
   dev_board = res["boards"]["dev"]["board"]
-  cand_rows = [b for b in dev_board if b["method"] in CANDIDATES]
+  pool = CANDIDATES if choose_from == "candidates" else methods
+  cand_rows = [b for b in dev_board if b["method"] in pool]
   chosen = max(cand_rows, key=lambda b: np.nan_to_num(b["subpool_tau_mean"], nan=-9))
   chosen = chosen["method"]
   confirm = {}
@@ -119,5 +128,5 @@ def choose_and_confirm(records: list[dict], baselines: list[str], *,
                      for m in methods if m != chosen}
   wins = {role: all(c["lo"] > 0 for c in comp.values())
           for role, comp in confirm.items()}
-  return {"chosen": chosen, "wins": wins, "comparisons": confirm,
-          "boards": res["boards"], "methods": methods}
+  return {"chosen": chosen, "choose_from": choose_from, "wins": wins,
+          "comparisons": confirm, "boards": res["boards"], "methods": methods}
