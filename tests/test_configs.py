@@ -145,7 +145,7 @@ def test_report_has_a_reproduce_section(tmp_path):
   section = text[text.index("## Reproduce"):]
   assert "python -m experiments.demo --num_tasks=8" in section
   assert f"--config=configs/recorded.py:{tmp_path}/evaluation.json" in section
-  assert '"num_tasks": 8' in section and "jax " in section and "commit" in section
+  assert "zoo.num_tasks = 8" in section and "jax " in section and "commit" in section
   assert json.load(open(tmp_path / "evaluation.json"))["provenance"]["run"]["config"] == {
       "zoo": {"num_tasks": 8}}
 

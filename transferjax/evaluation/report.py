@@ -195,11 +195,22 @@ def reproduce_markdown(record: Mapping[str, Any], recorded_json: str) -> list[st
                f"({dev.get('backend')}, {dev.get('processes')} process(es))")
   config = run["config"] if run else record.get("config")
   if config is not None:
-    label = (f"Resolved config ({run['config_file']} with this run's overrides):"
-             if run else "Resolved config:")
-    out += ["", label, "", "```json", json.dumps(config, indent=1, sort_keys=True,
-                                                 default=str), "```"]
+    label = (f"resolved config ({run['config_file']} with this run's overrides)"
+             if run else "resolved config")
+    out += ["", f"<details><summary>{label}</summary>", "", "```"]
+    out += [f"{k} = {json.dumps(v, default=str)}" for k, v in _flatten(config)]
+    out += ["```", "", "</details>"]
   return out + [""]
+
+
+def _flatten(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
+  """``{"a": {"b": 1}}`` -> ``[("a.b", 1)]``, keys sorted."""
+  if not isinstance(tree, Mapping):
+    return [(prefix, tree)]
+  rows = []
+  for k in sorted(tree):
+    rows += _flatten(tree[k], f"{prefix}.{k}" if prefix else str(k))
+  return rows
 
 
 def write_report(workdir: str, evaluation: Mapping[str, Any],
