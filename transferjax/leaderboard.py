@@ -147,6 +147,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
                                       "degenerate": d} for z, t, c, d in ceilings]),
         "\n## Per setting\n", report.leaderboard_markdown(rows),
         f"\n![weighted tau over sub-pools and settings](tau_distributions.png)\n"]
+  md += report.reproduce_markdown(provenance(cfg), os.path.join(cfg.workdir,
+                                                                "benchmark.json"))
   tio.write_text(os.path.join(cfg.workdir, "leaderboard.md"), "\n".join(md))
   result = {"leaderboard": board, "settings": rows, "setup_stability": ss,
             "setup_stability_methods": finite, "seconds": round(time.time() - t0, 1),
