@@ -104,7 +104,8 @@ def define(name: str, kind: Callable, help_text: str,
            convert: Callable | None = None, **kwargs: Any) -> None:
   """Adds an entry-point-specific short flag to ``SHORT`` (e.g. ``--estimator``)."""
   SHORT[name] = (kind, help_text, convert)
-  _ENUMS.update({name: kwargs["enum_values"]} if "enum_values" in kwargs else {})
+  if "enum_values" in kwargs:
+    _ENUMS[name] = kwargs["enum_values"]
 
 
 def use(default: str, aliases: Mapping[str, str | Sequence[str]],

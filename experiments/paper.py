@@ -37,25 +37,29 @@ config_cli.use("paper_mnist", {
 FLAGS = flags.FLAGS
 
 
-def configs_from_flags():
-  """The zoo and study configs of the parsed flags: the experiment's config file,
-  then the overrides; the zoo lives in ``<workdir>/zoo``."""
-  cfg = config_cli.resolve()
+def _configs(cfg):
   study = build(StudyConfig, cfg.study, "config.study", workdir=cfg.workdir,
                 zoo_dir=f"{cfg.workdir}/zoo")
   return build(zoo_lib.ZooConfig, cfg.zoo, "config.zoo"), study
 
 
+def configs_from_flags():
+  """The zoo and study configs of the parsed flags: the experiment's config file,
+  then the overrides; the zoo lives in ``<workdir>/zoo``."""
+  return _configs(config_cli.resolve())
+
+
 def main(argv):
   del argv
   exp = FLAGS.experiment or "mnist"
-  zoo_cfg, cfg = configs_from_flags()
-  ev = paper.run(zoo_cfg, cfg, fractions=tuple(config_cli.resolve().fractions),
-                 title=f"Paper experiment '{exp}': {cfg.target}, {zoo_cfg.num_tasks} "
+  cfg = config_cli.resolve()
+  zoo_cfg, study = _configs(cfg)
+  ev = paper.run(zoo_cfg, study, fractions=tuple(cfg.fractions),
+                 title=f"Paper experiment '{exp}': {study.target}, {zoo_cfg.num_tasks} "
                  "sources")
   from transferjax.study import summary_table
   print(summary_table(ev))
-  print(f"wrote {cfg.workdir}/report.md and evaluation.json")
+  print(f"wrote {study.workdir}/report.md and evaluation.json")
 
 
 if __name__ == "__main__":
