@@ -2,7 +2,7 @@
 flags, so the ranking stage can run beside the ground truth; a later
 experiments.paper run with the same flags finds scores/split_*.json and reuses it."""
 from absl import app
-from experiments import paper
+from experiments import config_cli, paper
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
 from transferjax.study import rankings
 
@@ -16,4 +16,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=config_cli.parse_flags)
