@@ -9,7 +9,7 @@ setup(
                  "with a vmapped zoo trainer, fine-tuning ground truth and "
                  "modern transferability baselines."),
     packages=find_packages(include=["transferjax", "transferjax.*",
-                                    "experiments", "benchmarks"]),
+                                    "experiments", "benchmarks", "configs"]),
     python_requires=">=3.10",
     # Lower bounds are the versions this project was built and tested with.
     install_requires=[
