@@ -176,6 +176,24 @@ def _overrides() -> dict[str, Any]:
           if name.startswith("config.") and FLAGS[name].present}
 
 
+def _comma_split(value: Any) -> Any:
+  """``("a,b",)`` -> ``("a", "b")``: config_flags reads ``--config.x=a,b`` of a
+  tuple field as one string; the short flags' ``a,b`` is meant."""
+  if (isinstance(value, tuple) and len(value) == 1 and isinstance(value[0], str)
+      and "," in value[0]):
+    return tuple(v.strip() for v in value[0].split(","))
+  return value
+
+
+def _split_commas(cfg) -> None:
+  for path in _overrides():
+    *parents, leaf = path.split(".")
+    node = cfg
+    for p in parents:
+      node = node[p]
+    node[leaf] = _comma_split(node[leaf])
+
+
 def resolve():
   """The entry point's resolved ConfigDict: file, dotted overrides, short flags.
 
@@ -191,13 +209,27 @@ def resolve():
     raise ConfigError(f"--config={FLAGS['config'].config_filename} and a short flag "
                       f"that picks configs/{chosen}.py were both given; give one.")
   if FLAGS["config"].present and not chosen:
-    cfg = CONFIG.value
     spec = FLAGS["config"].config_filename
+    try:
+      cfg = CONFIG.value
+      list(cfg.keys())  # a file that failed to load raises on first use
+    except Exception as e:  # pylint: disable=broad-except
+      path = spec.partition(":")[0]
+      if not os.path.isfile(path):
+        raise ConfigError(f"--config={spec}: no such file; the experiments are "
+                          f"configs/<name>.py for <name> in "
+                          f"{', '.join(config_lib.available())}.") from None
+      if isinstance(e, ConfigError):
+        raise
+      raise ConfigError(f"--config={spec}: cannot load it: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}"
+                        ) from None
+    _split_commas(cfg)
   else:
     spec = config_path(chosen or _STATE["default"])
     cfg = config_lib.load(spec)
     for path, value in _overrides().items():
-      _set(cfg, path, value)
+      _set(cfg, path, _comma_split(value))
   for name, paths in _STATE["aliases"].items():
     if FLAGS[name].present:
       convert = SHORT[name][2] or (lambda v: v)

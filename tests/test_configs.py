@@ -106,8 +106,10 @@ print(json.dumps(plain(config_cli.resolve())))
 
 
 @pytest.mark.parametrize("argv, wanted", [
-    (["--config.zoo.num_tasks=32", "--config.study.num_seeds=1"],
-     {"zoo.num_tasks": 32, "study.num_seeds": 1, "zoo.epochs": 5}),
+    (["--config.zoo.num_tasks=32", "--config.study.num_seeds=1",
+      "--config.study.methods=cmi_knn,logme"],
+     {"zoo.num_tasks": 32, "study.num_seeds": 1, "zoo.epochs": 5,
+      "study.methods": ["cmi_knn", "logme"]}),
     (["--smoke", "--config.zoo.epochs=2"], {"zoo.num_tasks": 4, "zoo.epochs": 2}),
     (["--config=configs/smoke.py", "--config.job.rank.k=5", "--num_tasks=7",
       "--pool=digits"],
@@ -123,7 +125,9 @@ def test_dotted_overrides_and_short_flags_reach_the_config(argv, wanted):
 
 @pytest.mark.parametrize("override, wanted", [
     ("--config.zoo.num_taskz=3", "did you mean --config.zoo.num_tasks?"),
-    ("--config.zoo.num_tasks=many", "--config.zoo.num_tasks"),
+    ("--config.zoo.num_tasks=many", "config.zoo.num_tasks is an int (now 16); give "
+     "e.g. --config.zoo.num_tasks=16"),
+    ("--config=configs/nosuch.py", "no such file; the experiments are"),
 ])
 def test_bad_override_is_one_line_naming_the_field(override, wanted):
   out = _run("-m", "experiments.demo", override, "--workdir=/tmp/tj_never_written")

@@ -117,6 +117,34 @@ def _bad_override(argv: list[str]) -> str | None:
   return None
 
 
+def _bad_value(argv: list[str], error: Exception) -> str | None:
+  """For a ``--config.a.b=V`` that absl could not parse: the field's type and
+  current value, and how to give one."""
+  import re  # pylint: disable=g-import-not-at-top
+  from transferjax import config as config_lib  # pylint: disable=g-import-not-at-top
+  m = re.search(r"--config\.([\w.]+)=", str(error))
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  if not m or spec is None:
+    return None
+  path = m.group(1)
+  try:
+    node = config_lib.load(spec)
+    for key in path.split("."):
+      node = node[key]
+  except Exception:  # pylint: disable=broad-except
+    return None
+  given = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--config.{path}=")),
+               "?")
+  if hasattr(node, "keys"):
+    return (f"--config.{path}={given}: config.{path} is a section, not a value; set "
+            f"its fields, e.g. --config.{path}.{sorted(node.keys())[0]}=...")
+  kind = type(node).__name__
+  article = "an" if kind[0] in "aeiou" else "a"
+  return (f"--config.{path}={given}: config.{path} is {article} {kind} (now {node!r}); "
+          f"give e.g. --config.{path}={node!r}"
+          + (" (a tuple as a,b or '(a, b)')" if isinstance(node, tuple) else "") + ".")
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """``app.run``'s ``flags_parser``: a bad flag or config override is one line.
 
@@ -127,11 +155,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
-    message = str(e).splitlines()[0]
-    if "--config." in message and ("invalid" in message or "could not" in message
-                                   or "expected" in message.lower()):
-      message += (" (give a value of the field's type: --config.FIELD=VALUE; a tuple "
-                  "as --config.FIELD='(a, b)')")
+    message = _bad_override(argv) or _bad_value(argv, e) or str(e).splitlines()[0]
   except Exception as e:  # pylint: disable=broad-except
     # ml_collections raises AttributeError/KeyError/TypeError for overrides of
     # fields the config does not have or cannot take; find which and say so.
