@@ -8,7 +8,10 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
+import testlib
 
 from transferjax import config as config_lib
 from transferjax import provenance as prov
@@ -19,7 +22,7 @@ from transferjax.scoring.rank import RankJob
 from transferjax.selection.engine import SettingConfig
 from transferjax.sources.stream import StreamConfig
 from transferjax.study import StudyConfig
-from transferjax.train.zoo import ZooConfig
+from transferjax.train.zoo import ZooConfig, train_zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -110,10 +113,13 @@ print(json.dumps(plain(config_cli.resolve())))
       "--config.study.methods=cmi_knn,logme"],
      {"zoo.num_tasks": 32, "study.num_seeds": 1, "zoo.epochs": 5,
       "study.methods": ["cmi_knn", "logme"]}),
-    (["--smoke", "--config.zoo.epochs=2"], {"zoo.num_tasks": 4, "zoo.epochs": 2}),
-    (["--config=configs/smoke.py", "--config.job.rank.k=5", "--num_tasks=7",
-      "--pool=digits"],
-     {"job.rank.k": 5, "zoo.num_tasks": 7, "zoo.dataset": "digits", "job.folds": 3}),
+    # Each case is a fresh interpreter importing JAX (~10 s): the rest are slow.
+    pytest.param(["--smoke", "--config.zoo.epochs=2"],
+                 {"zoo.num_tasks": 4, "zoo.epochs": 2}, marks=pytest.mark.slow),
+    pytest.param(["--config=configs/smoke.py", "--config.job.rank.k=5", "--num_tasks=7",
+                  "--pool=digits"],
+                 {"job.rank.k": 5, "zoo.num_tasks": 7, "zoo.dataset": "digits",
+                  "job.folds": 3}, marks=pytest.mark.slow),
 ])
 def test_dotted_overrides_and_short_flags_reach_the_config(argv, wanted):
   out = _run("-c", _RESOLVE, *argv)
@@ -125,9 +131,10 @@ def test_dotted_overrides_and_short_flags_reach_the_config(argv, wanted):
 
 @pytest.mark.parametrize("override, wanted", [
     ("--config.zoo.num_taskz=3", "did you mean --config.zoo.num_tasks?"),
-    ("--config.zoo.num_tasks=many", "config.zoo.num_tasks is an int (now 16); give "
-     "e.g. --config.zoo.num_tasks=16"),
-    ("--config=configs/nosuch.py", "no such file; the experiments are"),
+    pytest.param("--config.zoo.num_tasks=many", "config.zoo.num_tasks is an int (now "
+                 "16); give e.g. --config.zoo.num_tasks=16", marks=pytest.mark.slow),
+    pytest.param("--config=configs/nosuch.py", "no such file; the experiments are",
+                 marks=pytest.mark.slow),
 ])
 def test_bad_override_is_one_line_naming_the_field(override, wanted):
   out = _run("-m", "experiments.demo", override, "--workdir=/tmp/tj_never_written")
@@ -154,7 +161,28 @@ def test_report_has_a_reproduce_section(tmp_path):
       "zoo": {"num_tasks": 8}}
 
 
-def test_zoo_records_provenance_and_reruns_from_it(tmp_path):
+def test_zoo_records_provenance(tmp_path):
+  cfg = ZooConfig(dataset="syn", num_tasks=2, max_classes=3, epochs=1, batch_size=8,
+                  steps_per_call=2, model_loop="map")
+  pool = testlib.synthetic_pool()
+  tasks = testlib.class_subset_tasks(pool, np.random.default_rng(0), [(2, 4), (3, 4)],
+                                     first_id=0)
+  prov.set_run(command="python -m experiments.train_sources --num_tasks=2",
+               config={"zoo": {"num_tasks": 2}}, spec="configs/train_sources.py")
+  try:
+    train_zoo(cfg, pool, tasks, str(tmp_path), devices=jax.devices()[:1])
+  finally:
+    prov._RUN.clear()  # pylint: disable=protected-access
+  record = json.load(open(tmp_path / "provenance.json"))
+  # The resolved config: "auto" implementations resolved for this backend.
+  assert record["config"]["num_tasks"] == 2 and record["config"]["conv_impl"] != "auto"
+  assert record["run"]["command"].endswith("--num_tasks=2")
+  assert {"jax", "jaxlib", "flax", "optax"} <= set(record["versions"])
+  assert record["devices"]["count"] >= 1 and record["commit"]
+
+
+@pytest.mark.slow  # trains a 2-model zoo twice in fresh interpreters (~1 min)
+def test_zoo_reruns_from_its_recorded_config(tmp_path):
   workdir = str(tmp_path / "zoo")
   flags = ["--smoke", "--dataset=digits", "--config.zoo.num_tasks=2",
            "--max_classes=3", "--config.zoo.max_per_class=6", "--batch_size=8",
