@@ -62,7 +62,7 @@ def _write_target(path):
   rng = np.random.default_rng(2)
   labels = np.arange(80) % 2
   images = rng.random((80, 20, 20)) * 0.6
-  images[labels == 1, 5:12, 5:12] += 0.3
+  images[labels == 1, 5:12, 5:12] += 0.1  # hard enough that no score saturates
   np.savez(path, images=(images * 255).astype(np.uint8), labels=labels,
            class_names=np.array(["neg", "pos"]))
   return f"npz:{path}"
@@ -86,6 +86,9 @@ def _run_demo_tiny(root: str) -> dict:
   zoo_lib.run(zoo_lib.ZooConfig(dataset=pool, num_tasks=4, max_classes=4,
                                 max_per_class=10, epochs=1, batch_size=8,
                                 steps_per_call=2, chunk_size=4), zoo_dir)
+  # The zoo (a few steps) compiles ~3x faster unoptimized (tests/conftest.py);
+  # the fine-tuning and target-net epochs run ~10x faster optimized.
+  jax.config.update("jax_disable_most_optimizations", False)
   fit = FitConfig(batch_size=8, max_epochs=2, patience=1, budgets=())
   job = RankJob(folds=3, rank=RankConfig(method="cmi_knn"), fit=fit)
   job_lib.run(job_lib.RankRunConfig(zoo=zoo_dir, target=target,
@@ -136,10 +139,9 @@ def _diffs(golden, new, where="", out=None):
 def outputs(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("golden"))
   old = jax.config.read("jax_disable_most_optimizations")
-  # As in tests/test_study.py: fine-tuning and target-net epochs run ~10x
-  # faster optimized; the sub-pool analysis' cost, not its logic, grows with
-  # the pool count.
-  jax.config.update("jax_disable_most_optimizations", False)
+  jax.config.update("jax_disable_most_optimizations", True)
+  # As in tests/test_study.py: the sub-pool analysis' cost, not its logic,
+  # grows with the pool count.
   real_table, real_eval = stats_lib.subpool_table, report_lib.evaluate_methods
   try:
     with pytest.MonkeyPatch.context() as mp:
@@ -177,8 +179,7 @@ def test_golden_covers_every_stage(outputs):
   ground truth, every method's scores per split, and the statistics."""
   with open(GOLDEN, encoding="utf-8") as f:
     golden = json.load(f)
-  assert golden["ranking"]["sources"] if "sources" in golden["ranking"] else \
-      golden["ranking"]
+  assert len(golden["ranking"]["ranking"]) == 4
   for s in (0, 1):
     assert sorted(golden[f"scores_split_{s}"]["scores"]) == sorted(METHODS)
     assert np.asarray(golden[f"transfer_split_{s}"]["auc"]).shape == (4, 1)
