@@ -186,8 +186,14 @@ class RankJob:
 
 def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
               methods: tuple[str, ...] | None = None,
-              key: jax.Array | None = None) -> tuple[dict, RankInputs, ScoringSet]:
+              key: jax.Array | None = None,
+              source_pool_models: dict | None = None,
+              ) -> tuple[dict, RankInputs, ScoringSet]:
   """Scores every source with each method (default: ``job.rank.method``).
+
+  ``source_pool_models`` (e.g. the RBM baseline's per-source RBMs) reach the
+  methods that declare the ``"source_pool"`` need, with the split's labeled
+  target images (``"target_images"``).
 
   Returns:
     (``{method: scores [q]}``, the ``RankInputs``, the ``ScoringSet``).
@@ -203,7 +209,9 @@ def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
                               num_target_seeds=job.num_target_seeds)
   logging.info("target net(s) trained in %.1fs; scoring set n=%d", time.time() - t0,
                len(scoring.labels))
-  inp = zoo_inputs(zoo, scoring)
+  inp = dataclasses.replace(zoo_inputs(zoo, scoring),
+                            target_images=split.train.images,
+                            source_pool_models=source_pool_models)
   out = {}
   for method in methods or (job.rank.method,):
     t1 = time.time()
