@@ -217,6 +217,30 @@ def test_suite_record_from_the_result_equals_the_files(setup, monkeypatch):
         for sub in ("transfer", "scores") for s in (0, 1)), 1)
 
 
+def test_benchmark_takes_the_typed_result(setup, monkeypatch):
+  """run_benchmark's per-setting numbers come from run_study's result and equal
+  what the setting's files hold (the study resumes: nothing is recomputed)."""
+  from transferjax import leaderboard
+  _forbid(monkeypatch)
+  bench = setup["root"] / "bench"
+  setting = bench / "z" / leaderboard._slug(setup["target"])
+  shutil.copytree(setup["root"] / "work", setting)
+  out = leaderboard.run_benchmark(leaderboard.BenchmarkConfig(
+      workdir=str(bench), zoos={"z": setup["cfg"].zoo_dir}, targets=(setup["target"],),
+      study=setup["cfg"], num_pools=5))
+  gt = json.loads((setting / "transfer.json").read_text())
+  runs = np.asarray(gt["auc"], np.float64)
+  truth = runs.reshape(runs.shape[0], -1).mean(1)
+  splits = [json.loads((setting / "scores" / f"split_{s}.json").read_text())
+            for s in (0, 1)]
+  for row in out["settings"]:
+    sc = np.mean([np.asarray(d["scores"][row["method"]], np.float64) for d in splits],
+                 axis=0)
+    np.testing.assert_equal(row["spearman"],
+                            stats_lib.rank_statistics(sc, truth)["spearman"])
+  assert sorted({r["method"] for r in out["settings"]}) == sorted(METHODS)
+
+
 def test_evaluate_is_statistics_only(setup, monkeypatch):
   """No fine-tuning, no scoring, no zoo inference: only the zoo's metadata."""
   res = setup["ev"]
