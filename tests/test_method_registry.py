@@ -73,3 +73,13 @@ def test_rbm_without_its_inputs_is_a_clear_error():
   inp = dataclasses.replace(_rank_inputs(), source_pool_models=None)
   with pytest.raises(ConfigError, match="needs an RBM per source"):
     score_method(inp, RankConfig(method="rbm"))
+
+
+def test_score_zoo_refuses_unmet_needs_before_training():
+  """A ranking run has no source pool: asking it for the RBM fails at once
+  (zoo and split are never touched), naming the methods it can run."""
+  from transferjax.scoring.rank import RankJob, score_zoo
+  with pytest.raises(ConfigError, match=r"\['rbm'\] need an RBM per source.*'cmi_knn'"):
+    score_zoo(None, None, RankJob(rank=RankConfig(method="rbm")))
+  with pytest.raises(ConfigError, match=r"Unknown ranking method\(s\) \['nope'\]"):
+    score_zoo(None, None, RankJob(), methods=("cmi_knn", "nope"))
