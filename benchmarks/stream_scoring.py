@@ -32,10 +32,10 @@ import time
 import jax
 import numpy as np
 
-from transferjax.scoring.methods import METHODS, RankConfig
+from transferjax.scoring.methods import RankConfig, methods_given
 from transferjax.sources.base import SourceGroup, SourceInfo
-from transferjax.sources.stream import (StreamConfig, StreamResult, plan_chunks,
-                                       score_streamed)
+from transferjax.sources.stream import (PROVIDED, StreamConfig, StreamResult,
+                                       plan_chunks, score_streamed)
 
 ZOO_ONLY = ("source_train_acc", "source_holdout_acc")
 
@@ -118,7 +118,8 @@ def main():
   p.add_argument("--repeat_sources", default=None,
                  help="comma-separated source counts, one subprocess each")
   a = p.parse_args()
-  methods = ([m for m in METHODS if m not in ZOO_ONLY] if a.methods == "all"
+  methods = ([m for m in methods_given(PROVIDED) if m not in ZOO_ONLY]
+             if a.methods == "all"
              else a.methods.split(","))
   if a.repeat_sources:
     results = []

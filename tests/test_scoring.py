@@ -81,7 +81,16 @@ def _rank_inputs(n=60, q=3, d=24, seed=0, labels=None, relu=True):
                     folds=np.arange(n) % 3,
                     source_metrics={"train_accuracy": np.array([0.9, 0.8, 0.7])[:q],
                                     "holdout_accuracy": np.array([0.7, 0.8, 0.9])[:q],
-                                    "num_train_images": np.array([40, 120, 80])[:q]})
+                                    "num_train_images": np.array([40, 120, 80])[:q]},
+                    target_images=rng.random((n, 4, 4, 1)).astype(np.float32),
+                    source_pool_models=_rbm_stack(rng, q))
+
+
+def _rbm_stack(rng, q, v=16, h=4):
+  """``q`` random RBMs over ``v`` pixels (``baselines.rbm`` layout)."""
+  return {"w": (0.1 * rng.standard_normal((q, v, h))).astype(np.float32),
+          "b_vis": np.zeros((q, v), np.float32), "b_hid": np.zeros((q, h), np.float32),
+          "mean": np.full((q, v), 0.5, np.float32), "std": np.ones((q,), np.float32)}
 
 
 # ----------------------------------------------------------------------------

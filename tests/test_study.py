@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import testlib
 
+from transferjax import io as tio
 from transferjax import study
 from transferjax.data.container import Dataset
 from transferjax.data.tasks import SourceTask
@@ -158,9 +159,9 @@ def _forbid(monkeypatch):
 
 def test_rerun_reuses_finished_splits(setup, monkeypatch):
   _forbid(monkeypatch)
-  ev = study.run_study(setup["cfg"])
+  ev = study.run_study(setup["cfg"]).evaluation
   for m in METHODS:
-    assert ev["methods"][m]["spearman"] == setup["ev"]["methods"][m]["spearman"]
+    assert ev["methods"][m]["spearman"] == setup["ev"].evaluation["methods"][m]["spearman"]
   zoo = job_lib.open_zoo(setup["cfg"].zoo_dir)
   target = job_lib.load_target_for_zoo(setup["target"], zoo, None)
   gt = study.ground_truth(setup["cfg"], zoo, target)
@@ -171,6 +172,86 @@ def test_rerun_reuses_finished_splits(setup, monkeypatch):
   scores = study.rankings(setup["cfg"], zoo, target)
   assert {m: v.shape for m, v in scores.items()} == {m: (NUM_SOURCES, 2)
                                                       for m in METHODS}
+
+
+def test_run_study_returns_the_typed_result_load_study_rebuilds(setup, monkeypatch):
+  res = setup["ev"]
+  assert isinstance(res, study.StudyResult)
+  assert res.source_ids == tuple(range(NUM_SOURCES))
+  assert {m: v.shape for m, v in res.scores.items()} == {m: (NUM_SOURCES, 2)
+                                                          for m in METHODS}
+  assert res.truth.shape == (NUM_SOURCES,) and res.diagnostic is res.evaluation["diagnostic"]
+  assert os.path.exists(res.paths["report"]) and len(res.paths["figures"]) == 3
+  # From the files alone (no zoo, no target, no computation), the same numbers.
+  _forbid(monkeypatch)
+  loaded = study.load_study(setup["cfg"])
+  np.testing.assert_array_equal(loaded.ground_truth["auc"], res.ground_truth["auc"])
+  for m in METHODS:
+    np.testing.assert_array_equal(loaded.scores[m], res.scores[m])
+  assert loaded.evaluation["methods"] == tio._to_jsonable(res.evaluation["methods"])
+  assert loaded.split_seconds == res.split_seconds
+  assert loaded.score_warnings == tuple(json.loads(json.dumps(res.score_warnings)))
+  with pytest.raises(CheckpointError, match="is missing.*run it"):
+    study.load_study(dataclasses.replace(setup["cfg"], workdir=str(setup["root"] / "no")))
+
+
+def test_suite_record_from_the_result_equals_the_files(setup, monkeypatch):
+  """The leaderboard record built from the typed result (fresh or loaded)
+  holds the numbers the files hold (what the record was read from before)."""
+  from transferjax import suites
+  _forbid(monkeypatch)
+  cfg, work = setup["cfg"], setup["root"] / "work"
+  st = suites.Setting(zoo="z", target=setup["target"], role="test")
+  gt = json.loads((work / "transfer.json").read_text())
+  splits = [json.loads((work / "scores" / f"split_{s}.json").read_text()) for s in (0, 1)]
+  for res in (setup["ev"], study.load_study(cfg)):
+    rec = suites._read_record(st, res, 0.0, quiet=True)
+    np.testing.assert_array_equal(rec["runs"], np.asarray(gt["auc"], np.float64))
+    assert rec["no_transfer"] == float(np.mean(gt["no_transfer_runs"]))
+    for m in METHODS:
+      np.testing.assert_array_equal(
+          rec["scores"][m], np.mean([np.asarray(d["scores"][m], np.float64)
+                                     for d in splits], axis=0))
+    assert rec["seconds"]["compute_first_run"] == round(sum(
+        json.loads((work / sub / f"split_{s}.json").read_text())["seconds"]
+        for sub in ("transfer", "scores") for s in (0, 1)), 1)
+
+
+def test_benchmark_takes_the_typed_result(setup, monkeypatch):
+  """run_benchmark's per-setting numbers come from run_study's result and equal
+  what the setting's files hold (the study resumes: nothing is recomputed)."""
+  from transferjax import leaderboard
+  _forbid(monkeypatch)
+  bench = setup["root"] / "bench"
+  setting = bench / "z" / leaderboard._slug(setup["target"])
+  shutil.copytree(setup["root"] / "work", setting)
+  out = leaderboard.run_benchmark(leaderboard.BenchmarkConfig(
+      workdir=str(bench), zoos={"z": setup["cfg"].zoo_dir}, targets=(setup["target"],),
+      study=setup["cfg"], num_pools=5))
+  gt = json.loads((setting / "transfer.json").read_text())
+  runs = np.asarray(gt["auc"], np.float64)
+  truth = runs.reshape(runs.shape[0], -1).mean(1)
+  splits = [json.loads((setting / "scores" / f"split_{s}.json").read_text())
+            for s in (0, 1)]
+  for row in out["settings"]:
+    sc = np.mean([np.asarray(d["scores"][row["method"]], np.float64) for d in splits],
+                 axis=0)
+    np.testing.assert_equal(row["spearman"],
+                            stats_lib.rank_statistics(sc, truth)["spearman"])
+  assert sorted({r["method"] for r in out["settings"]}) == sorted(METHODS)
+
+
+def test_evaluate_is_statistics_only(setup, monkeypatch):
+  """No fine-tuning, no scoring, no zoo inference: only the zoo's metadata."""
+  res = setup["ev"]
+  _forbid(monkeypatch)
+  from transferjax.train import zoo as zoo_lib
+  monkeypatch.setattr(zoo_lib, "zoo_features", lambda *a, **k: pytest.fail("inference"))
+  zoo = job_lib.open_zoo(setup["cfg"].zoo_dir)
+  ev = study.evaluate(setup["cfg"], zoo, res.ground_truth, res.scores)
+  assert json.dumps(tio._to_jsonable(ev["methods"])) == json.dumps(
+      tio._to_jsonable(res.evaluation["methods"]))
+  assert ev["answer"] == res.evaluation["answer"]
 
 
 def test_a_lost_split_is_recomputed_identically(setup, monkeypatch):

@@ -66,19 +66,11 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
       sc = dataclasses.replace(cfg.study, workdir=os.path.join(
           cfg.workdir, zoo_name, _slug(target)), zoo_dir=zoo_dir, target=target)
       print(f"== setting: zoo {zoo_name}, target {target}", flush=True)
-      ev = run_study(sc)
-      gt = tio.read_json(os.path.join(sc.workdir, "transfer.json"))
-      truth = np.asarray(gt["auc"], np.float64)
-      truth = truth.reshape(truth.shape[0], -1).mean(1)
-      scores = {}
-      for s in range(sc.num_splits):
-        d = tio.read_json(os.path.join(sc.workdir, "scores", f"split_{s}.json"))
-        for m, v in d["scores"].items():
-          scores.setdefault(m, []).append(np.asarray(v, np.float64))
-      scores = {m: np.mean(v, axis=0) for m, v in scores.items()}
-      settings.append({"zoo": zoo_name, "target": target, "truth": truth,
-                       "scores": scores, "ceiling": ev.get("ceiling"),
-                       "degenerate": ev.get("degenerate")})
+      result = run_study(sc)
+      settings.append({"zoo": zoo_name, "target": target, "truth": result.truth,
+                       "scores": result.mean_scores,
+                       "ceiling": result.evaluation.get("ceiling"),
+                       "degenerate": result.evaluation.get("degenerate")})
   # The leave-one-target-out prior within each zoo.
   for zoo_name in cfg.zoos:
     group = [s for s in settings if s["zoo"] == zoo_name]

@@ -8,11 +8,15 @@ Steps, each resumable on its own (a finished split is a file, skipped on rerun):
    kept in ``transfer/split_{s}_chunks/``, so a killed run resumes mid-split);
 3. per target split ``s``: score every source with every method
    (``scores/split_{s}.json``);
-4. evaluate: ground truth = mean test AUC over seeds and splits, with its
-   split-half reliability as the ceiling; every method's rank statistics;
-   figures; ``report.md`` and ``evaluation.json``.
+4. evaluate (pure statistics, no training): ground truth = mean test AUC over
+   seeds and splits, with its split-half reliability as the ceiling; every
+   method's rank statistics; the transfer-matters diagnostic;
+5. output stages over the typed ``StudyResult``: figures, the optional Fig. 8
+   curve (which fine-tunes the best and worst sources again), ``report.md`` and
+   ``evaluation.json``.
 
-Used by ``experiments.transfer``, ``experiments.evaluate``, ``experiments.paper``
+``run_study`` returns the ``StudyResult``; ``load_study`` builds the same result
+from a finished study's files (resume, ``--board_only``). Used by ``experiments.transfer``, ``experiments.evaluate``, ``experiments.paper``
 and ``experiments.demo``.
 """
 from __future__ import annotations
@@ -32,7 +36,8 @@ from transferjax import io as tio
 from transferjax.data import DEFAULT_FRACTION, paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
-from transferjax.scoring.methods import DEFAULT_EVAL_METHODS, METHODS, RankConfig
+from transferjax.scoring.methods import (DEFAULT_EVAL_METHODS, RankConfig,
+                                         check_methods, needs_of)
 from transferjax.scoring.informative import ranking_warnings
 from transferjax.scoring.rank import RankJob, gamma_max, score_zoo
 from transferjax.transfer.finetune import finetune_sources
@@ -58,7 +63,8 @@ class StudyConfig:
     num_seeds: fine-tuning seeds per source and split.
     finetune: fine-tuning config (early stopping, budgets, frozen conv).
     job: ranking protocol, folds and the ranking-method config.
-    methods: the ranking methods to evaluate (``"rbm"`` included).
+    methods: the ranking methods to evaluate (keys of
+      ``scoring.methods.METHODS``; only the inputs they need are computed).
     rbm_hidden, rbm_epochs: the RBM baseline's size and training length.
     seed: root seed of fine-tuning and RBMs.
     finetune_chunk: models per compiled fine-tuning call (a last partial chunk
@@ -83,10 +89,7 @@ class StudyConfig:
   finetune_chunk: int = 64
 
   def __post_init__(self):
-    unknown = [m for m in self.methods if m not in METHODS and m != "rbm"]
-    if unknown:
-      raise ConfigError(f"Unknown ranking method(s) {unknown}; choose from "
-                        f"{sorted(METHODS) + ['rbm']}.")
+    check_methods(self.methods)
     if self.num_splits < 1 or self.num_seeds < 1:
       raise ConfigError("num_splits and num_seeds must be >= 1.")
 
@@ -163,13 +166,8 @@ def _cached(path: str, signature: dict, compute) -> dict:
   return data
 
 
-def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
-  """Fine-tunes every source on every split (resumable per split).
-
-  Returns:
-    ``{"auc": [q, seeds, splits], "no_transfer": [seeds, splits], "epochs": ...,
-    "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
-  """
+def _ground_truth_runs(cfg: StudyConfig, zoo, target) -> list[dict]:
+  """Per split ``s``: fine-tunes every source (or reuses ``transfer/split_{s}.json``)."""
   tio.check_output_dir(cfg.workdir)
   sig = _signature(cfg, target)
   def fine_tune(s):
@@ -200,24 +198,34 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
             "budget_no_transfer": {str(b): v for b, v in out.budget_no_transfer.items()},
             "seconds": round(time.time() - t0, 1)}
 
-  runs = [_cached(os.path.join(cfg.workdir, "transfer", f"split_{s}.json"), sig,
+  return [_cached(os.path.join(cfg.workdir, "transfer", f"split_{s}.json"), sig,
                   lambda s=s: fine_tune(s)) for s in range(cfg.num_splits)]
+
+
+def _stack_ground_truth(runs: list[dict]) -> dict:
+  """The per-split ground-truth records (fresh or read from their files)
+  stacked on a last ``splits`` axis."""
   stack = lambda key: np.stack([np.asarray(r[key], np.float64) for r in runs], -1)
   budgets = sorted(runs[0]["budget_auc"], key=int)
   secondary = sorted(runs[0].get("secondary", {}))
-  result = {"auc": stack("auc"), "no_transfer": stack("no_transfer"),
-            "epochs": stack("epochs"), "sizes": runs[0]["sizes"],
-            "metric": runs[0].get("metric", "auc"),
-            "secondary": {m: np.stack([np.asarray(r["secondary"][m]) for r in runs], -1)
-                          for m in secondary},
-            "secondary_no_transfer": {
-                m: np.stack([np.asarray(r["secondary_no_transfer"][m]) for r in runs], -1)
-                for m in secondary},
-            "budget_auc": {b: np.stack([np.asarray(r["budget_auc"][b]) for r in runs], -1)
-                           for b in budgets},
-            "budget_no_transfer": {
-                b: np.stack([np.asarray(r["budget_no_transfer"][b]) for r in runs], -1)
-                for b in budgets}}
+  return {"auc": stack("auc"), "no_transfer": stack("no_transfer"),
+          "epochs": stack("epochs"), "sizes": runs[0]["sizes"],
+          "metric": runs[0].get("metric", "auc"),
+          "secondary": {m: np.stack([np.asarray(r["secondary"][m]) for r in runs], -1)
+                        for m in secondary},
+          "secondary_no_transfer": {
+              m: np.stack([np.asarray(r["secondary_no_transfer"][m]) for r in runs], -1)
+              for m in secondary},
+          "budget_auc": {b: np.stack([np.asarray(r["budget_auc"][b]) for r in runs], -1)
+                         for b in budgets},
+          "budget_no_transfer": {
+              b: np.stack([np.asarray(r["budget_no_transfer"][b]) for r in runs], -1)
+              for b in budgets}}
+
+
+def _write_ground_truth(cfg: StudyConfig, zoo, result: dict) -> None:
+  """``transfer.csv`` and ``transfer.json``: the ground truth per source."""
+  budgets = sorted(result["budget_auc"], key=int)
   rows = []
   for i, task in enumerate(zoo.tasks):
     rows.append({"source_id": task.task_id, "pool": task.pool,
@@ -232,6 +240,17 @@ def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
                     "no_transfer": {"mean": result["no_transfer"].mean(),
                                     "sd": _sd(result["no_transfer"])},
                     "auc": result["auc"], "no_transfer_runs": result["no_transfer"]})
+
+
+def ground_truth(cfg: StudyConfig, zoo, target) -> dict:
+  """Fine-tunes every source on every split (resumable per split).
+
+  Returns:
+    ``{"auc": [q, seeds, splits], "no_transfer": [seeds, splits], "epochs": ...,
+    "budget_auc": {epoch: [q, seeds, splits]}, "budget_no_transfer": ...}``.
+  """
+  result = _stack_ground_truth(_ground_truth_runs(cfg, zoo, target))
+  _write_ground_truth(cfg, zoo, result)
   return result
 
 
@@ -273,34 +292,27 @@ def _score_warnings(job: RankJob, inp, scoring, scores: dict) -> dict:
   return out
 
 
-def _report_warnings(cfg: StudyConfig) -> list[str]:
+def _report_warnings(score_warnings: list[dict]) -> list[str]:
   """Report lines for the per-split warnings stored with the scores."""
-  lines = []
-  for s in range(cfg.num_splits):
-    path = os.path.join(cfg.workdir, "scores", f"split_{s}.json")
-    if os.path.exists(path):
-      for m, warn in (tio.read_json(path).get("warnings") or {}).items():
-        lines += [f"WARNING ({m}, split {s}): its scores carry no information. {w}"
-                  for w in warn]
-  return lines
+  return [f"WARNING ({m}, split {s}): its scores carry no information. {w}"
+          for s, per_method in enumerate(score_warnings)
+          for m, warn in per_method.items() for w in warn]
 
 
-def rankings(cfg: StudyConfig, zoo, target) -> dict:
-  """Scores of every method on every split (resumable per split).
-
-  Returns:
-    ``{method: [q, splits]}``.
-  """
+def _score_runs(cfg: StudyConfig, zoo, target) -> list[dict]:
+  """Per split ``s``: every method's scores (or ``scores/split_{s}.json``)."""
   sig = {**_signature(cfg, target), "job": dataclasses.asdict(cfg.job),
          "methods": list(cfg.methods)}
-  rbm = _rbm_params(cfg, zoo) if "rbm" in cfg.methods else None
+  # Inputs beyond the zoo outputs, computed only when a chosen method needs them.
+  pool_models = (_rbm_params(cfg, zoo) if "source_pool" in needs_of(cfg.methods)
+                 else None)
   def score(s):
     t0 = time.time()
     split = _split(cfg, target, s)
     job = dataclasses.replace(cfg.job, rank=dataclasses.replace(
         cfg.job.rank, seed=cfg.job.rank.seed + s))
-    methods = tuple(m for m in cfg.methods if m != "rbm")
-    scores, inp, scoring = score_zoo(zoo, split, job, methods=methods)
+    scores, inp, scoring = score_zoo(zoo, split, job, methods=tuple(cfg.methods),
+                                     source_pool_models=pool_models)
     warnings = _score_warnings(job, inp, scoring, scores)
     if jax.process_index() == 0:
       # What every method saw, so new methods can be scored without retraining
@@ -311,10 +323,6 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
                    source_num_classes=inp.source_num_classes,
                    **{f"metric_{k}": np.asarray(v, np.float64)
                       for k, v in inp.source_metrics.items()})
-    if rbm is not None:
-      from transferjax.baselines import rbm as rbm_lib
-      scores["rbm"] = np.asarray(rbm_lib.rbm_scores(
-          {k: jax.numpy.asarray(v) for k, v in rbm.items()}, split.train.images))
     print(f"split {s}: scored {len(zoo.tasks)} sources with {len(scores)} methods "
           f"in {time.time() - t0:.0f}s", flush=True)
     return {"split": s, "scoring_set_size": len(scoring.labels),
@@ -322,10 +330,23 @@ def rankings(cfg: StudyConfig, zoo, target) -> dict:
             "warnings": warnings,
             "seconds": round(time.time() - t0, 1)}
 
-  per_split = [_cached(os.path.join(cfg.workdir, "scores", f"split_{s}.json"), sig,
-                       lambda s=s: score(s)) for s in range(cfg.num_splits)]
-  return {m: np.stack([np.asarray(d["scores"][m], np.float64) for d in per_split], -1)
-          for m in cfg.methods}
+  return [_cached(os.path.join(cfg.workdir, "scores", f"split_{s}.json"), sig,
+                  lambda s=s: score(s)) for s in range(cfg.num_splits)]
+
+
+def _stack_scores(runs: list[dict], methods) -> dict:
+  """``{method: [q, splits]}`` from the per-split score records."""
+  return {m: np.stack([np.asarray(d["scores"][m], np.float64) for d in runs], -1)
+          for m in methods}
+
+
+def rankings(cfg: StudyConfig, zoo, target) -> dict:
+  """Scores of every method on every split (resumable per split).
+
+  Returns:
+    ``{method: [q, splits]}``.
+  """
+  return _stack_scores(_score_runs(cfg, zoo, target), cfg.methods)
 
 
 def _sd(values) -> float:
@@ -396,13 +417,104 @@ def fraction_curve(cfg: StudyConfig, zoo, target, fractions: tuple[float, ...],
   return _cached(os.path.join(cfg.workdir, "fraction_curve.json"), sig, curve)
 
 
-def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
-             fractions: tuple[float, ...] = (), title: str | None = None) -> dict:
-  """Rank statistics, reliability ceiling, figures; writes report.md/evaluation.json."""
-  from transferjax.evaluation import figures as figs
-  from transferjax.evaluation import answer, diagnostic, report, stats
-  from transferjax.scoring.weak import weak_sources, weak_sources_message
-  from transferjax.train import zoo as zoo_lib
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+  """Everything a finished study computed, typed (``run_study``/``load_study``).
+
+  Attributes:
+    config: the study's config.
+    source_ids: ``[q]`` source task ids, in zoo order.
+    ground_truth: ``ground_truth``'s dict: ``auc`` ``[q, seeds, splits]``,
+      ``no_transfer`` ``[seeds, splits]``, ``epochs``, ``budget_auc``,
+      ``secondary``, ``sizes``, ``metric``.
+    scores: ``{method: [q, splits]}`` every method's scores per split.
+    evaluation: the statistics (the content of ``evaluation.json``).
+    score_warnings: per split, ``{method: [sentence, ...]}`` for scores that
+      carry no information on that split.
+    split_seconds: seconds the per-split fine-tuning and scoring took when
+      first computed (a resumed split keeps its first run's time).
+    paths: ``{"workdir", "evaluation", "report", "figures": [...]}``.
+  """
+  config: StudyConfig
+  source_ids: tuple[int, ...]
+  ground_truth: dict
+  scores: dict
+  evaluation: dict
+  score_warnings: tuple[dict, ...] = ()
+  split_seconds: float = 0.0
+  paths: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def truth(self) -> np.ndarray:
+    """``[q]`` the ground truth: mean over seeds and splits."""
+    auc = self.ground_truth["auc"]
+    return auc.reshape(auc.shape[0], -1).mean(1)
+
+  @property
+  def mean_scores(self) -> dict:
+    """``{method: [q]}`` scores averaged over splits."""
+    return {m: v.mean(axis=1) for m, v in self.scores.items()}
+
+  @property
+  def diagnostic(self) -> dict | None:
+    return self.evaluation.get("diagnostic")
+
+
+def _assemble(cfg: StudyConfig, source_ids, gt_runs: list[dict],
+              score_runs: list[dict], evaluation: dict) -> StudyResult:
+  """The typed result from the per-split records (fresh or read from files)."""
+  workdir = cfg.workdir
+  figures = os.path.join(workdir, "figures")
+  return StudyResult(
+      config=cfg, source_ids=tuple(int(i) for i in source_ids),
+      ground_truth=_stack_ground_truth(gt_runs),
+      # The methods the score files hold (a finished study may hold more than
+      # a later config asks for).
+      scores=_stack_scores(score_runs, list(score_runs[0]["scores"])),
+      evaluation=evaluation,
+      score_warnings=tuple(d.get("warnings") or {} for d in score_runs),
+      split_seconds=round(float(sum(r.get("seconds", 0.0)
+                                    for r in gt_runs + score_runs)), 1),
+      paths={"workdir": workdir,
+             "evaluation": os.path.join(workdir, "evaluation.json"),
+             "report": os.path.join(workdir, "report.md"),
+             "figures": sorted(os.path.join(figures, f) for f in os.listdir(figures)
+                               if f.endswith(".png")) if os.path.isdir(figures) else []})
+
+
+def load_study(cfg: StudyConfig) -> StudyResult:
+  """The ``StudyResult`` of a finished study, from its files (no computation).
+
+  Raises:
+    CheckpointError: a file of the study is missing (run ``run_study`` first).
+  """
+  def read(*parts):
+    path = os.path.join(cfg.workdir, *parts)
+    if not os.path.exists(path):
+      raise CheckpointError(f"{path} is missing: the study in {cfg.workdir} is not "
+                            "finished; run it (transferjax.study.run_study) first.")
+    return tio.read_json(path)
+  gt_runs = [read("transfer", f"split_{s}.json") for s in range(cfg.num_splits)]
+  score_runs = [read("scores", f"split_{s}.json") for s in range(cfg.num_splits)]
+  ids = [row["source_id"] for row in read("transfer.json")["sources"]]
+  return _assemble(cfg, ids, gt_runs, score_runs, read("evaluation.json"))
+
+
+def evaluate(cfg: StudyConfig, zoo, gt: dict, scores: dict) -> dict:
+  """Rank statistics of every method against the ground truth (no training,
+  no inference: ``zoo`` is read for its task metadata only).
+
+  Args:
+    cfg: the study config.
+    zoo: the opened zoo (``tasks``, ``metrics``).
+    gt: ``ground_truth``'s dict.
+    scores: ``{method: [q, splits]}``.
+
+  Returns:
+    the statistics written to ``evaluation.json``.
+  """
+  from transferjax.evaluation import answer, report
+  from transferjax.scoring.weak import weak_sources
   mean_scores = {m: v.mean(axis=1) for m, v in scores.items()}
   truth = gt["auc"].reshape(gt["auc"].shape[0], -1).mean(1)
   ev = report.evaluate_methods(mean_scores, gt["auc"], no_transfer=gt["no_transfer"],
@@ -439,16 +551,43 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
   ev["split_sizes"] = gt["sizes"]
   ev["num_splits"], ev["num_seeds"] = cfg.num_splits, cfg.num_seeds
   ev["truth_spread"] = {"min": float(truth.min()), "max": float(truth.max())}
+  ev["weak_sources"] = weak_sources(zoo.tasks, zoo.metrics.get(
+      "holdout_accuracy", np.full(len(zoo.tasks), np.nan)))
+  primary = _primary(cfg, mean_scores)
+  nt_mean = float(np.mean(gt["no_transfer"]))
+  src_rows = answer.source_rows([t.task_id for t in zoo.tasks],
+                                [t.num_classes for t in zoo.tasks], gt["auc"],
+                                mean_scores[primary], primary, nt_mean)
+  ev["answer"] = answer.answer(ev, src_rows, primary)
+  ev["sources"] = src_rows
+  return ev
 
+
+def _primary(cfg: StudyConfig, mean_scores: dict) -> str:
+  """The method the report ranks by: the job's, else the first evaluated."""
+  if cfg.job.rank.method in mean_scores:
+    return cfg.job.rank.method
+  return next(iter(mean_scores))
+
+
+def figures(result: StudyResult, zoo, target) -> list[str]:
+  """Fig. 6 (score vs ground truth), the sub-pool tau distributions and Fig. 7
+  (the best- and worst-ranked sources' features on test images: inference
+  only). Returns the PNG paths."""
+  from transferjax.evaluation import figures as figs
+  from transferjax.evaluation import stats
+  from transferjax.train import zoo as zoo_lib
+  cfg, gt, ev = result.config, result.ground_truth, result.evaluation
+  mean_scores, truth = result.mean_scores, result.truth
   fig_dir = os.path.join(cfg.workdir, "figures")
   truth_name = "AUC" if str(gt.get("metric", "auc")).lower() == "auc" else gt["metric"]
+  runs = gt["auc"].reshape(len(truth), -1)
   paths = [figs.plot_score_vs_auc(
       mean_scores, truth, float(np.mean(gt["no_transfer"])),
       os.path.join(fig_dir, "fig6_score_vs_auc.png"),
-      auc_err=(gt["auc"].reshape(len(truth), -1).std(1, ddof=1)
-               if gt["auc"].reshape(len(truth), -1).shape[1] > 1 else None),
+      auc_err=runs.std(1, ddof=1) if runs.shape[1] > 1 else None,
       title=f"{cfg.target}: ranking score vs {truth_name} after transfer",
-      point_labels=[t.task_id for t in zoo.tasks], truth_name=truth_name)]
+      point_labels=list(result.source_ids), truth_name=truth_name)]
   names, taus = stats.subpool_table(mean_scores, truth,
                                     pool_size=min(10, len(truth) - 1), num_pools=100,
                                     seed=cfg.seed)
@@ -456,7 +595,7 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
       {n: taus[:, j] for j, n in enumerate(names)},
       os.path.join(fig_dir, "tau_subpools.png"),
       ceiling=(ev["ceiling"] or {}).get("weighted_tau") if ev["ceiling"] else None))
-  primary = cfg.job.rank.method if cfg.job.rank.method in mean_scores else names[0]
+  primary = _primary(cfg, mean_scores)
   order = np.argsort(-mean_scores[primary], kind="stable")
   test = _split(cfg, target, 0).test
   rows = np.random.default_rng(0).permutation(test.num_examples)[:600]
@@ -465,20 +604,30 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
                                zoo.arch, test.images[rows])
   paths.append(figs.plot_features_3d(
       feats[0], feats[1], test.labels[rows], os.path.join(fig_dir, "fig7_features.png"),
-      names=(f"best-ranked by {primary} (source {zoo.tasks[pick[0]].task_id})",
-             f"worst-ranked (source {zoo.tasks[pick[1]].task_id})"),
+      names=(f"best-ranked by {primary} (source {result.source_ids[pick[0]]})",
+             f"worst-ranked (source {result.source_ids[pick[1]]})"),
       class_names=test.class_names))
-  if fractions:
-    curve = fraction_curve(cfg, zoo, target, fractions, primary)
-    r = curve["rows"]
-    col = lambda k: [row[k] for row in r]
-    paths.append(figs.plot_auc_vs_fraction(
-        col("fraction"), col("best"), col("worst"), col("none"),
-        os.path.join(fig_dir, "fig8_auc_vs_fraction.png"), best_sd=col("best_sd"),
-        worst_sd=col("worst_sd"), none_sd=col("none_sd")))
-    ev["fraction_curve"] = r
+  return paths
+
+
+def fraction_figure(result: StudyResult, rows: list[dict]) -> str:
+  """Fig. 8 from ``fraction_curve``'s rows; returns the PNG path."""
+  from transferjax.evaluation import figures as figs
+  col = lambda k: [row[k] for row in rows]
+  return figs.plot_auc_vs_fraction(
+      col("fraction"), col("best"), col("worst"), col("none"),
+      os.path.join(result.config.workdir, "figures", "fig8_auc_vs_fraction.png"),
+      best_sd=col("best_sd"), worst_sd=col("worst_sd"), none_sd=col("none_sd"))
+
+
+def write_report(result: StudyResult, zoo, figure_paths: list[str],
+                 title: str | None = None) -> None:
+  """``report.md`` (answer, notes, tables, figures) and the evaluation tables."""
+  from transferjax.evaluation import answer, diagnostic, report
+  from transferjax.scoring.weak import weak_sources_message
+  cfg, gt, ev = result.config, result.ground_truth, result.evaluation
   # Warnings first: a reader must see them before any table is believed.
-  notes = _report_warnings(cfg) + [
+  notes = _report_warnings(list(result.score_warnings)) + [
       f"Target {cfg.target}; D_a = {cfg.num_labeled or cfg.fraction} "
       f"(sizes of split 0: {gt['sizes']}); {cfg.num_splits} splits x "
       f"{cfg.num_seeds} fine-tuning seeds; ranking protocol {cfg.job.protocol}.",
@@ -502,51 +651,58 @@ def evaluate(cfg: StudyConfig, zoo, target, gt: dict, scores: dict, *,
                     else "undefined (one run per source); ")
                  + ", ".join(f"{m} Spearman {v['spearman']:.3f}"
                              for m, v in e["methods"].items()))
-  weak = weak_sources(zoo.tasks, zoo.metrics.get(
-      "holdout_accuracy", np.full(len(zoo.tasks), np.nan)))
-  warning = weak_sources_message(weak, len(zoo.tasks), zoo.config)
+  warning = weak_sources_message(ev["weak_sources"], len(zoo.tasks), zoo.config)
   if warning:
     notes.insert(0, warning)
-  ev["weak_sources"] = weak
-  nt_mean = float(np.mean(gt["no_transfer"]))
-  src_rows = answer.source_rows([t.task_id for t in zoo.tasks],
-                                [t.num_classes for t in zoo.tasks], gt["auc"],
-                                mean_scores[primary], primary, nt_mean)
-  ev["answer"] = answer.answer(ev, src_rows, primary)
-  ev["sources"] = src_rows
+  primary = _primary(cfg, result.mean_scores)
   lead = ["## Answer", "", ev["answer"], "",
           f"## Sources, ranked by {primary}", "",
-          report.leaderboard_markdown(src_rows, float_fmt="{:.4f}")]
+          report.leaderboard_markdown(ev["sources"], float_fmt="{:.4f}")]
   answer.write_tables(cfg.workdir, ev,
                       caption=f"Ranking methods vs fine-tuning, {cfg.target}")
-  report.write_report(cfg.workdir, ev, paths,
+  report.write_report(cfg.workdir, ev, figure_paths,
                       title=title or f"Source ranking for {cfg.target}",
                       notes=[f"- {n}" for n in notes], lead=lead)
-  return ev
 
 
 def run_study(cfg: StudyConfig, *, fractions: tuple[float, ...] = (),
-              title: str | None = None) -> dict:
-  """Ground truth, rankings and evaluation for an existing zoo."""
+              title: str | None = None) -> StudyResult:
+  """Ground truth, rankings, evaluation and the output stages for an existing
+  zoo (each computing stage resumable); returns the typed result."""
   tio.check_output_dir(cfg.workdir)
   zoo = open_zoo(cfg.zoo_dir)
   target = load_target_for_zoo(cfg.target, zoo, None)
   t0 = time.time()
-  gt = ground_truth(cfg, zoo, target)
+  gt_runs = _ground_truth_runs(cfg, zoo, target)
+  gt = _stack_ground_truth(gt_runs)
+  _write_ground_truth(cfg, zoo, gt)
   t1 = time.time()
-  scores = rankings(cfg, zoo, target)
+  score_runs = _score_runs(cfg, zoo, target)
   t2 = time.time()
-  ev = evaluate(cfg, zoo, target, gt, scores, fractions=fractions, title=title)
-  ev["seconds"] = {"ground_truth": round(t1 - t0, 1), "rankings": round(t2 - t1, 1),
-                   "evaluation": round(time.time() - t2, 1)}
-  ev["provenance"] = provenance(cfg)
+  ev = evaluate(cfg, zoo, gt, _stack_scores(score_runs, cfg.methods))
+  result = _assemble(cfg, [t.task_id for t in zoo.tasks], gt_runs, score_runs, ev)
+  paths = figures(result, zoo, target)
+  if fractions:
+    primary = _primary(cfg, result.mean_scores)
+    rows = fraction_curve(cfg, zoo, target, fractions, primary)["rows"]
+    paths.append(fraction_figure(result, rows))
+    ev = {**ev, "fraction_curve": rows}
+  result = dataclasses.replace(result, evaluation=ev)
+  write_report(result, zoo, paths, title)
+  ev = {**ev, "seconds": {"ground_truth": round(t1 - t0, 1),
+                          "rankings": round(t2 - t1, 1),
+                          "evaluation": round(time.time() - t2, 1)},
+        "provenance": provenance(cfg)}
   if jax.process_index() == 0:
     tio.write_json(os.path.join(cfg.workdir, "evaluation.json"), ev)
-  return ev
+  return dataclasses.replace(result, evaluation=ev,
+                             paths={**result.paths, "figures": paths})
 
 
-def summary_table(ev: dict) -> str:
-  """A short plain-text table of the main statistics per method."""
+def summary_table(result: StudyResult | dict) -> str:
+  """A short plain-text table of the main statistics per method (of a
+  ``StudyResult`` or of an ``evaluation.json``'s dict)."""
+  ev = result.evaluation if isinstance(result, StudyResult) else result
   ceil = ev.get("ceiling")
   lines = [f"{'method':<20} {'w.tau':>7} {'spearman':>8} {'pearson':>8} "
            f"{'top1':>5} {'top3':>5} {'regret':>7}"]

@@ -188,18 +188,15 @@ def _setting_record(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
                     methods: tuple[str, ...]) -> dict:
   """Runs (or resumes) one setting; returns its leaderboard record."""
   from transferjax import io as tio
-  from transferjax.study import run_study
+  from transferjax.study import load_study, run_study
   cfg = _study_config(suite, st, zoo_dir, workdir, methods)
   t0 = time.time()
   done = os.path.join(cfg.workdir, "evaluation.json")
-  if os.path.exists(done):
-    # A finished setting (maybe by another process) is read, not re-evaluated,
-    # when it already has every method; run_study would check the same files.
-    ev = tio.read_json(done)
-    if set(methods) <= set(ev.get("methods", {})):
-      return _read_record(st, cfg, ev, t0)
-  ev = run_study(cfg)
-  return _read_record(st, cfg, ev, t0)
+  # A finished setting (maybe by another process) is read, not re-evaluated,
+  # when it already has every method; run_study would check the same files.
+  if os.path.exists(done) and set(methods) <= set(tio.read_json(done).get("methods", {})):
+    return _read_record(st, load_study(cfg), t0)
+  return _read_record(st, run_study(cfg), t0)
 
 
 def _study_config(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
@@ -217,46 +214,36 @@ def _study_config(suite: Suite, st: Setting, zoo_dir: str, workdir: str,
 def load_records(suite: Suite, workdir: str, *, partial: bool = False) -> list[dict]:
   """The records of a finished suite run, read from its files (nothing rerun);
   ``partial``: skip settings that have not finished yet."""
-  from transferjax import io as tio
+  from transferjax.study import load_study
   out = []
   for st in suite.settings:
     cfg = _study_config(suite, st, os.path.join(workdir, "zoos", st.zoo), workdir,
                         suite.methods)
-    path = os.path.join(cfg.workdir, "evaluation.json")
-    if partial and not os.path.exists(path):
+    if partial and not os.path.exists(os.path.join(cfg.workdir, "evaluation.json")):
       continue
-    ev = tio.read_json(path)
-    out.append(_read_record(st, cfg, ev, time.time(), quiet=True))
+    out.append(_read_record(st, load_study(cfg), time.time(), quiet=True))
   return out
 
 
-def _read_record(st: Setting, cfg, ev: dict, t0: float, quiet: bool = False) -> dict:
+def _read_record(st: Setting, result, t0: float, quiet: bool = False) -> dict:
+  """The leaderboard record of one setting from its ``study.StudyResult``."""
   import numpy as np
-  from transferjax import io as tio
   from transferjax.evaluation import diagnostic
-  gt = tio.read_json(os.path.join(cfg.workdir, "transfer.json"))
-  runs = np.asarray(gt["auc"], np.float64)
-  scores = {}
-  for s in range(cfg.num_splits):
-    d = tio.read_json(os.path.join(cfg.workdir, "scores", f"split_{s}.json"))
-    for m, v in d["scores"].items():
-      scores.setdefault(m, []).append(np.asarray(v, np.float64))
+  ev = result.evaluation
+  runs = result.ground_truth["auc"]
   seconds = {"wall": round(time.time() - t0, 1), **(ev.get("seconds") or {})}
-  split_secs = [tio.read_json(os.path.join(cfg.workdir, sub, f"split_{s}.json"))
-                .get("seconds", 0.0) for sub in ("transfer", "scores")
-                for s in range(cfg.num_splits)]
-  seconds["compute_first_run"] = round(float(sum(split_secs)), 1)
+  seconds["compute_first_run"] = result.split_seconds
   if not quiet:
     print(f"   {st.target}@{st.zoo} ({st.role}): " + diagnostic.format_line(
         ev["diagnostic"], ev["ground_truth_metric"]), flush=True)
   return {"zoo": st.zoo, "target": st.target, "role": st.role,
           "metric": ev["ground_truth_metric"], "runs": runs,
-          "truth": runs.reshape(runs.shape[0], -1).mean(1),
-          "no_transfer": float(np.mean(gt["no_transfer_runs"])),
-          "scores": {m: np.mean(v, axis=0) for m, v in scores.items()},
+          "truth": result.truth,
+          "no_transfer": float(np.mean(result.ground_truth["no_transfer"])),
+          "scores": result.mean_scores,
           "diagnostic": ev["diagnostic"],
           "ceiling_weighted_tau": (ev.get("ceiling") or {}).get("weighted_tau"),
-          "workdir": cfg.workdir, "seconds": seconds}
+          "workdir": result.config.workdir, "seconds": seconds}
 
 
 def run_suite(suite: Suite, workdir: str, out_dir: str | None = None, *,

@@ -4,8 +4,10 @@ Higher is better for every method. The paper's CMI, its binned variant, the
 unconditioned I(Y;F), the trivial priors a claim must beat (source accuracy,
 number of classes), a cross-fitted linear probe, and every modern metric of
 ``transferjax.metrics`` are scored from the same zoo outputs, so the evaluation
-treats them all alike. The RBM baseline needs the source pool, not the zoo
-outputs, and is added by the pipeline (``rank.py``).
+treats them all alike. Each entry of ``METHODS`` declares the inputs it reads
+(``Method.needs``, names of ``NEEDS``): the RBM baseline, for one, reads the
+source pool (an RBM per source) and the target's images, not the zoo outputs,
+so a pipeline provides those only when a chosen method needs them.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ class RankConfig:
   """How sources are scored.
 
   Attributes:
-    method: a key of ``METHODS`` (``rank.METHODS_WITH_RBM`` adds ``"rbm"``).
+    method: a key of ``METHODS``.
     k: neighbours of the k-NN estimators.
     metric: ``"euclidean"`` (within F; the default: less high-dimensional bias,
       docs/notes/estimators.md, and the best ranker on our offline data,
@@ -75,6 +77,10 @@ class RankInputs:
     source_num_classes: ``[q]`` classes of each source task.
     folds: ``[n]`` fold id per row (cross-fitted probes train on other folds).
     source_metrics: zoo training metrics, each ``[q]`` (``train_acc``, ...).
+    target_images: ``[n_a, h, w, c]`` the labeled target images (``D_a``'s
+      training part), for methods that read pixels (None: not provided).
+    source_pool_models: per-source models of the source pool (the RBM
+      baseline's ``{"w": [q, v, h], ...}``; None: not provided).
   """
   labels: np.ndarray
   t: np.ndarray
@@ -83,6 +89,48 @@ class RankInputs:
   source_num_classes: np.ndarray
   folds: np.ndarray
   source_metrics: dict
+  target_images: np.ndarray | None = None
+  source_pool_models: dict | None = None
+
+
+# What a method may read: need name -> the ``RankInputs`` field that holds it
+# (``labels`` is always there and not declared).
+NEEDS: dict[str, str] = {
+    "features": "features",            # penultimate source features F
+    "target_net": "t",                 # target-net scores T
+    "source_logits": "source_logits",  # source-head logits
+    "source_classes": "source_num_classes",
+    "folds": "folds",                  # cross-fitting folds of the scoring set
+    "zoo_metrics": "source_metrics",   # the zoo's training metadata (priors)
+    "target_images": "target_images",
+    "source_pool": "source_pool_models",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One ranking method: ``score(inputs, cfg, key) -> [q]``, higher = better.
+
+  Attributes:
+    name: registry key.
+    score: the scoring function.
+    needs: the ``NEEDS`` it reads (tests/test_method_registry.py checks that
+      it reads exactly these).
+    zoo_metric: the ``source_metrics`` key read (``"zoo_metrics"`` methods).
+  """
+  name: str
+  score: Callable[..., np.ndarray]
+  needs: frozenset
+  zoo_metric: str | None = None
+
+  def __post_init__(self):
+    unknown = set(self.needs) - set(NEEDS)
+    if unknown:
+      raise ValueError(f"{self.name}: unknown need(s) {sorted(unknown)}; "
+                       f"known: {sorted(NEEDS)}.")
+
+  def __call__(self, inp: RankInputs, cfg: "RankConfig", key) -> np.ndarray:
+    return self.score(inp, cfg, key)
 
 
 def _features(inp: RankInputs, cfg: RankConfig) -> np.ndarray:
@@ -218,20 +266,69 @@ def local_terms(inp: RankInputs, cfg: RankConfig) -> np.ndarray | None:
                          return_local=True), np.float64)
 
 
-METHODS: dict[str, Callable] = {
-    **{name: _knn_method(*spec) for name, spec in _KNN_METHODS.items()},
-    "cmi_binned": _binned,
-    "source_train_acc": _zoo_metric("train_accuracy"),
-    "source_holdout_acc": _zoo_metric("holdout_accuracy"),
-    "source_n_classes": lambda inp, cfg, key: np.asarray(inp.source_num_classes,
-                                                        np.float64),
-    "source_n_images": _zoo_metric("num_train_images"),
-    "linear_probe": _cross_fitted("linear_probe"),
-    "knn_accuracy": _cross_fitted("knn_accuracy"),
-    **{name: _metric(name) for name in ("leep", "nce", "h_score",
-                                        "shrinkage_h_score", "logme", "nleep",
-                                        "gbc", "transrate", "sfda")},
-}
+def _rbm(inp, cfg, key):
+  """Ammar et al.'s RBM baseline: minus each source RBM's reconstruction error
+  on the target images (``baselines.rbm``)."""
+  del cfg, key
+  # pylint: disable-next=g-import-not-at-top
+  from transferjax.baselines import rbm as rbm_lib
+  if inp.source_pool_models is None or inp.target_images is None:
+    raise ConfigError("Method 'rbm' needs an RBM per source trained on the source "
+                      "pool and the target images; transferjax.study provides "
+                      "them for a zoo (sources without their pool cannot use it).")
+  return np.asarray(rbm_lib.rbm_scores(
+      {k: jnp.asarray(v) for k, v in inp.source_pool_models.items()},
+      inp.target_images))
+
+
+def _metric_needs(name: str) -> frozenset:
+  kind = mt.METRICS[name].input
+  return frozenset({"features"} if kind == "features"
+                   else {"source_logits", "source_classes"})
+
+
+def _method(name, score, *needs, zoo_metric=None) -> tuple[str, Method]:
+  return name, Method(name, score, frozenset(needs), zoo_metric)
+
+
+METHODS: dict[str, Method] = dict([
+    *[_method(name, _knn_method(*spec), "features",
+              *(("target_net",) if spec[1] else ()))
+      for name, spec in _KNN_METHODS.items()],
+    _method("cmi_binned", _binned, "features", "target_net"),
+    *[_method(name, _zoo_metric(key), "zoo_metrics", zoo_metric=key)
+      for name, key in (("source_train_acc", "train_accuracy"),
+                        ("source_holdout_acc", "holdout_accuracy"))],
+    _method("source_n_classes",
+            lambda inp, cfg, key: np.asarray(inp.source_num_classes, np.float64),
+            "source_classes"),
+    _method("source_n_images", _zoo_metric("num_train_images"), "zoo_metrics",
+            zoo_metric="num_train_images"),
+    _method("linear_probe", _cross_fitted("linear_probe"), "features", "folds"),
+    _method("knn_accuracy", _cross_fitted("knn_accuracy"), "features", "folds"),
+    *[_method(name, _metric(name), *_metric_needs(name))
+      for name in ("leep", "nce", "h_score", "shrinkage_h_score", "logme",
+                   "nleep", "gbc", "transrate", "sfda")],
+    _method("rbm", _rbm, "source_pool", "target_images"),
+])
+
+
+def check_methods(methods, what: str = "ranking method") -> None:
+  """ConfigError naming the unknown ``methods`` and every choice."""
+  unknown = [m for m in methods if m not in METHODS]
+  if unknown:
+    raise ConfigError(f"Unknown {what}(s) {unknown}; choose from {sorted(METHODS)}.")
+
+
+def needs_of(methods) -> frozenset:
+  """The union of the ``NEEDS`` of ``methods`` (what a pipeline must provide)."""
+  check_methods(methods)
+  return frozenset().union(*(METHODS[m].needs for m in methods))
+
+
+def methods_given(provided) -> tuple[str, ...]:
+  """Every method whose needs are all in ``provided`` (registry order)."""
+  return tuple(m for m, spec in METHODS.items() if spec.needs <= set(provided))
 
 # The methods the evaluation compares by default (all cheap on CPU).
 DEFAULT_EVAL_METHODS = ("cmi_knn", "cmi_binned", "mi_knn", "source_train_acc",
@@ -261,7 +358,7 @@ def score_method(inp: RankInputs, cfg: RankConfig,
   """
   if cfg.method not in METHODS:
     raise ConfigError(f"Unknown ranking method {cfg.method!r}; choose one of "
-                      f"{sorted(METHODS) + ['rbm']}.")
+                      f"{sorted(METHODS)}.")
   check_knn_classes(inp.labels, cfg)
   key = jax.random.key(cfg.seed) if key is None else key
   return np.asarray(METHODS[cfg.method](inp, cfg, key), np.float64)

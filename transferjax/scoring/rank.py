@@ -19,7 +19,8 @@ from transferjax import estimators as est
 from transferjax import io as tio
 from transferjax.data.tasks import TargetSplit
 from transferjax.errors import ConfigError, EstimatorError
-from transferjax.scoring.methods import (RankConfig, RankInputs, check_knn_classes,
+from transferjax.scoring.methods import (NEEDS, RankConfig, RankInputs,
+                                         check_knn_classes, methods_given, needs_of,
                                          score_method)
 from transferjax.scoring.target import ScoringSet, build_scoring_set
 from transferjax.train import zoo as zoo_lib
@@ -45,6 +46,19 @@ def check_before_scoring(split: TargetSplit, job: "RankJob",
             else np.concatenate([split.train.labels, split.val.labels]))
   for method in methods or (job.rank.method,):
     check_knn_classes(labels, dataclasses.replace(job.rank, method=method))
+
+
+def check_provided(methods, has_source_pool: bool) -> None:
+  """ConfigError, before any training, for a method whose declared needs
+  ``score_zoo`` cannot meet (the source pool comes only from a study)."""
+  provided = set(NEEDS) - ({"source_pool"} if not has_source_pool else set())
+  missing = [m for m in methods if not needs_of((m,)) <= provided]
+  if missing:
+    raise ConfigError(
+        f"Method(s) {missing} need an RBM per source trained on the source pool, "
+        "which a single ranking run does not train; evaluate them with "
+        "transferjax.study (python -m experiments.evaluate --methods=...), or pick "
+        f"another method: {sorted(methods_given(provided))}.")
 
 
 def zoo_inputs(zoo, scoring: ScoringSet) -> RankInputs:
@@ -186,12 +200,19 @@ class RankJob:
 
 def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
               methods: tuple[str, ...] | None = None,
-              key: jax.Array | None = None) -> tuple[dict, RankInputs, ScoringSet]:
+              key: jax.Array | None = None,
+              source_pool_models: dict | None = None,
+              ) -> tuple[dict, RankInputs, ScoringSet]:
   """Scores every source with each method (default: ``job.rank.method``).
+
+  ``source_pool_models`` (e.g. the RBM baseline's per-source RBMs) reach the
+  methods that declare the ``"source_pool"`` need, with the split's labeled
+  target images (``"target_images"``).
 
   Returns:
     (``{method: scores [q]}``, the ``RankInputs``, the ``ScoringSet``).
   """
+  check_provided(methods or (job.rank.method,), source_pool_models is not None)
   check_sizes(zoo, split)
   check_before_scoring(split, job, methods)
   key = jax.random.key(job.rank.seed) if key is None else key
@@ -203,7 +224,9 @@ def score_zoo(zoo, split: TargetSplit, job: RankJob, *,
                               num_target_seeds=job.num_target_seeds)
   logging.info("target net(s) trained in %.1fs; scoring set n=%d", time.time() - t0,
                len(scoring.labels))
-  inp = zoo_inputs(zoo, scoring)
+  inp = dataclasses.replace(zoo_inputs(zoo, scoring),
+                            target_images=split.train.images,
+                            source_pool_models=source_pool_models)
   out = {}
   for method in methods or (job.rank.method,):
     t1 = time.time()

@@ -33,12 +33,12 @@ from transferjax.data.registry import dataset_options
 from transferjax.data.tasks import TargetSplit
 from transferjax.errors import ConfigError, DataError
 from transferjax.models import arch_spec
-from transferjax.scoring.methods import METHODS, RankInputs
+from transferjax.scoring.methods import METHODS, RankInputs, methods_given
 from transferjax.scoring.rank import RankJob, gamma_max
 from transferjax.scoring.target import build_scoring_set
 from transferjax.sources.base import SourceGroup
 from transferjax.sources.spec import parse_sources
-from transferjax.sources.stream import StreamConfig, StreamResult, plan_chunks, score_streamed
+from transferjax.sources.stream import PROVIDED, StreamConfig, StreamResult, plan_chunks, score_streamed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,11 +75,16 @@ def resolve_methods(methods) -> tuple[tuple[str, ...], bool]:
   """``(methods, is_all)``: ``"all"`` expands to every method."""
   methods = tuple(methods)
   if methods == ("all",):
-    return tuple(METHODS), True
+    return methods_given(PROVIDED), True
   unknown = [m for m in methods if m not in METHODS]
   if unknown or not methods:
-    raise ConfigError(f"Unknown method(s) {unknown}; choose from {sorted(METHODS)} "
-                      "or --methods=all.")
+    raise ConfigError(f"Unknown method(s) {unknown}; choose from "
+                      f"{sorted(methods_given(PROVIDED))} or --methods=all.")
+  zoo_only = [m for m in methods if m not in methods_given(PROVIDED)]
+  if zoo_only:
+    raise ConfigError(f"Method(s) {zoo_only} need a zoo's source pool, which "
+                      "--sources do not have; choose from "
+                      f"{sorted(methods_given(PROVIDED))} or --methods=all.")
   return methods, False
 
 

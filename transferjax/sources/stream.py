@@ -31,12 +31,11 @@ from transferjax.errors import ConfigError, TransferJaxError
 from transferjax.scoring.methods import METHODS, RankConfig, RankInputs, score_method
 from transferjax.sources.base import SourceGroup, check_outputs, unique_names
 
-# What a method needs beyond features (methods not listed need features only).
-_NEEDS_LOGITS = ("leep", "nce")
-_NEEDS_CLASSES = ("source_n_classes",)
-_NEEDS_METRIC = {"source_train_acc": "train_accuracy",
-                 "source_holdout_acc": "holdout_accuracy"}
-_NEEDS_FOLDS = ("linear_probe", "knn_accuracy")
+# What streamed sources give the methods (``scoring.methods.NEEDS``): no
+# source pool or target pixels; logits, classes, zoo metrics and folds only when
+# the sources and the protocol have them (``_applicable``).
+PROVIDED = frozenset({"features", "target_net", "source_logits", "source_classes",
+                      "folds", "zoo_metrics"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +113,17 @@ def plan_chunks(groups: Sequence[SourceGroup], num_rows: int,
 
 def _applicable(method: str, inp: RankInputs, has_logits: bool,
                 has_classes: bool) -> str | None:
-  """Why ``method`` cannot score these sources, or None."""
-  if method in _NEEDS_LOGITS and not has_logits:
+  """Why ``method`` cannot score these sources (from its declared needs), or None."""
+  spec = METHODS[method]
+  if spec.needs - PROVIDED:
+    return "needs the source pool and target images (zoo sources only)"
+  if "source_logits" in spec.needs and not has_logits:
     return "needs source-task logits, which these sources do not give"
-  if method in _NEEDS_CLASSES and not has_classes:
+  if "source_classes" in spec.needs and not has_classes:
     return "needs the number of source classes (sources with logits)"
-  if method in _NEEDS_METRIC and _NEEDS_METRIC[method] not in inp.source_metrics:
+  if "zoo_metrics" in spec.needs and spec.zoo_metric not in inp.source_metrics:
     return "needs zoo training metrics (zoo sources only)"
-  if method in _NEEDS_FOLDS and len(np.unique(inp.folds)) < 2:
+  if "folds" in spec.needs and len(np.unique(inp.folds)) < 2:
     return "needs the cross-fitting protocol"
   return None
 
