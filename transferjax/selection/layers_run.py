@@ -87,6 +87,8 @@ def plot(score: np.ndarray, truth: np.ndarray, no_transfer: float, path: str,
 
 def write_summary(out: str) -> str:
   rows = engine.setting_rows(out, "layers.json", "table")
+  # Settings run before multi-class targets were supported are binary (AUC).
+  rows = [{"metric": "auc", **r} for r in rows]
   cols = ["setting", "metric", "scores", "top_pair", "top_pair_auc", "best_pair",
           "best_pair_auc", "top_is_best", "top_pair_rank", "spearman_all_pairs",
           "paper_choice_auc", "gain_over_paper", "per_source_depth_by_score",

@@ -128,6 +128,8 @@ def write_summary(out: str) -> str:
            "subset - set. "
            "Per-setting details in each folder's report.md.\n"]
   rows = engine.setting_rows(out, "select.json", "summary")
+  # Settings run before multi-class targets were supported are binary (AUC).
+  rows = [{"metric": "auc", **r} for r in rows]
   cols = ["setting", "metric", "truth", "k", "oracle", "greedy_auc", "greedy_stop_auc",
           "top_k_auc", "top_1_auc", "best_single", "random_k", "greedy_regret",
           "top_k_regret", "greedy_vs_topk_wins", "num_splits"]
