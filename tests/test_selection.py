@@ -354,3 +354,36 @@ def test_reuse_finetune_reads_a_study_and_refuses_other_settings(tmp_path):
   bad = dataclasses.replace(cfg, shots_per_class=6, num_seeds=4)
   with pytest.raises(CheckpointError, match="shots_per_class, num_seeds"):
     engine._study_finetune(engine.Setting(bad, st.zoo, st.target), 0, split)
+
+
+def test_fewer_seeds_are_read_from_a_cached_run_with_more(tmp_path):
+  """A 2-seed stage is the first 2 seeds of a cached 3-seed run with the same
+  settings; a cached run with other settings is not used."""
+  import dataclasses
+  import types
+  from transferjax import io as tio
+  from transferjax.selection import engine
+  ds = _dataset3(9, 0)
+  target = types.SimpleNamespace(images=ds.images, labels=ds.labels, num_classes=3)
+  zoo = types.SimpleNamespace(num_models=2, tasks=[types.SimpleNamespace(task_id=i)
+                                                   for i in range(2)])
+  cfg3 = engine.SettingConfig(zoo="zoo_x", target="syn3", cache=str(tmp_path),
+                              num_seeds=3)
+  st3 = engine.Setting(cfg3, zoo, target)
+  rng = np.random.default_rng(0)
+  arrays = {"auc": rng.random((2, 3)), "no_transfer": rng.random(3),
+            "test_logits": rng.random((2, 3, 5, 3)), "test_labels": np.arange(5) % 3}
+  sig3 = engine._signature(st3, stage="finetune", split=0, layers=1, num_seeds=3,
+                           finetune=dataclasses.asdict(cfg3.finetune))
+  import json
+  tio.save_npz(str(tmp_path / "finetune_l1_seeds3_split0.npz"),
+               signature=np.array(json.dumps(sig3)), **arrays)
+  st2 = engine.Setting(dataclasses.replace(cfg3, num_seeds=2), zoo, target)
+  got = engine.finetune_stage(st2, 0, 1)
+  np.testing.assert_array_equal(got["auc"], arrays["auc"][:, :2])
+  np.testing.assert_array_equal(got["test_logits"], arrays["test_logits"][:, :2])
+  assert (tmp_path / "finetune_l1_seeds2_split0.npz").exists()
+  other = engine.Setting(dataclasses.replace(cfg3, num_seeds=2, seed=1), zoo, target)
+  sig = engine._signature(other, stage="finetune", split=0, layers=1, num_seeds=2,
+                          finetune=dataclasses.asdict(cfg3.finetune))
+  assert engine._more_seeds(other, 0, 1, sig) is None

@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 
 import jax
@@ -263,6 +264,28 @@ def _study_finetune(st: Setting, s: int, split) -> dict | None:
           "test_labels": split.test.labels}
 
 
+def _more_seeds(st: Setting, s: int, num_transferred: int, sig: dict) -> dict | None:
+  """The first ``num_seeds`` seeds of a cached run of the same split and depth
+  with more seeds (model (source, seed) has the same key whatever the seed
+  count), or None."""
+  cfg = st.cfg
+  pattern = re.compile(rf"finetune_l{num_transferred}_seeds(\d+)_split{s}\.npz")
+  names = os.listdir(cfg.cache_dir) if os.path.isdir(cfg.cache_dir) else []
+  for name in sorted(names):
+    m = pattern.fullmatch(name)
+    if not m or int(m.group(1)) <= cfg.num_seeds:
+      continue
+    data = tio.load_npz(os.path.join(cfg.cache_dir, name))
+    stored = json.loads(str(data.pop("signature")))
+    if stored == dict(sig, num_seeds=int(m.group(1))):
+      n = cfg.num_seeds
+      print(f"[{cfg.name}] split {s}: first {n} seeds of {name}", flush=True)
+      return {"auc": data["auc"][:, :n], "no_transfer": data["no_transfer"][:n],
+              "test_logits": data["test_logits"][:, :n],
+              "test_labels": data["test_labels"]}
+  return None
+
+
 def finetune_stage(st: Setting, s: int, num_transferred: int) -> dict:
   """``{"auc": [q, S], "no_transfer": [S], "test_logits": [q, S, E, C],
   "test_labels": [E]}`` for split ``s`` with ``num_transferred`` layers
@@ -274,6 +297,9 @@ def finetune_stage(st: Setting, s: int, num_transferred: int) -> dict:
 
   def compute():
     t0 = time.time()
+    more = _more_seeds(st, s, num_transferred, sig)
+    if more is not None:
+      return more
     split = st.split(s)
     if cfg.reuse_finetune and num_transferred == 2:
       got = _study_finetune(st, s, split)
