@@ -35,13 +35,13 @@ from transferjax import estimators as est
 from transferjax import io as tio
 from transferjax.data import paper_split, split_sizes_report
 from transferjax.errors import CheckpointError, ConfigError
+from transferjax.evaluation.diagnostic import transfer_matters
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
 from transferjax.scoring.methods import RankConfig, score_method
 from transferjax.scoring.rank import RankJob, score_zoo
 from transferjax.selection import layers as layers_lib
 from transferjax.selection import multi_source as ms
 from transferjax.selection import set_truth
-from transferjax.evaluation.diagnostic import transfer_matters
 from transferjax.transfer import gt_metrics
 from transferjax.transfer.finetune import finetune_sources
 from transferjax.transfer.fit import FitConfig
@@ -165,7 +165,7 @@ def load_setting(cfg: SettingConfig) -> Setting:
         metrics={k: np.asarray(v)[:cfg.pool_size] for k, v in zoo.metrics.items()})
   target = load_target_for_zoo(cfg.target, zoo, None)
   st = Setting(cfg, zoo, target)
-  st.metric  # pylint: disable=pointless-statement  (fails early on a bad metric)
+  _ = st.metric   # a metric the target cannot have fails here, before any work
   return st
 
 
