@@ -1,10 +1,16 @@
 """How many layers to transfer (``python -m experiments.layers``): depths 2 and 3."""
 from transferjax.config import to_config
+from transferjax.scoring.rank import RankJob
 from transferjax.selection.engine import SettingConfig
+from transferjax.transfer.fit import FitConfig
 
 
 def get_config():
   return to_config(dict(
-      setting=SettingConfig(zoo="runs/zoo_spot9", ks=(2, 3)),  # depths compared
+      # No fixed-epoch budgets: selection reads only the early-stopped score (as
+      # the suites do, so --reuse_finetune can read a suite's runs).
+      setting=SettingConfig(zoo="runs/zoo_spot9", ks=(2, 3),  # depths compared
+                            finetune=FitConfig(budgets=()),
+                            job=RankJob(fit=FitConfig(budgets=()))),
       out="results/layers",  # report folder
   ))

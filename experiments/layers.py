@@ -5,6 +5,12 @@ Commands (2-core CPU, 24-source zoos; measured times in docs/notes/selection.md)
   python -m experiments.layers --zoo=runs/zoo_spot9 --target=spots
   python -m experiments.layers --zoo=runs/zoo_scenes --target=mnist:3,5 \
       --num_labeled=24
+  # A testbed setting (zoo union, few-shot multi-class target, top-1 accuracy
+  # truth), reading the suite's own fine-tuning runs:
+  python -m experiments.layers --zoo=runs/suite_testbed/zoos/mixed \
+      --target=mnist:5,6,7,8,9 --shots_per_class=8 --max_test_per_class=200 \
+      --fraction=0.05 --max_epochs=30 --patience=5 \
+      --reuse_finetune=runs/suite_testbed/settings/mixed/mnist_5-6-7-8-9
 
 Expected result: ``<out>/<zoo>__<target>/report.md``, ``layers.json``,
 ``layers.csv`` and ``layers.png`` (is the top-scored pair the best one, rank

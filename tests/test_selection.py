@@ -228,3 +228,162 @@ def test_entry_point_bad_zoo_is_one_clear_line(module, tmp_path):
   assert out.returncode == 2, out.stderr[-2000:]
   assert "No zoo at '/nonexistent/zoo'" in out.stderr
   assert "Traceback" not in out.stderr
+
+
+# --- Multi-class targets (top-1 accuracy ground truth) and reading a study ----
+
+
+def test_multiclass_scores_match_gt_metrics_and_ensemble_is_argmax_of_mean():
+  from transferjax.transfer import gt_metrics
+  rng = np.random.default_rng(1)
+  labels = np.arange(30) % 3
+  logits = rng.standard_normal((3, 2, 30, 4)).astype(np.float32)  # 4th slot unused
+  logits[..., 3] = 50.0    # an unused head slot must never win
+  single = set_truth.ensemble_score(logits, labels, ms.all_subsets(3, 1),
+                                    metric="accuracy", num_classes=3)
+  bal = set_truth.ensemble_score(logits, labels, ms.all_subsets(3, 1),
+                                 metric="balanced_accuracy", num_classes=3)
+  for i in range(3):
+    for s in range(2):
+      assert single[i, s] == pytest.approx(gt_metrics.score_logits(
+          labels, logits[i, s], "accuracy", 3), abs=1e-12)
+      assert bal[i, s] == pytest.approx(gt_metrics.score_logits(
+          labels, logits[i, s], "balanced_accuracy", 3), abs=1e-12)
+  # Two members, each confidently wrong on a different half; mildly right
+  # elsewhere: each scores 0.5, the logit average is right everywhere.
+  lg = np.zeros((2, 1, 30, 3), np.float32)
+  lg[:, 0, np.arange(30), labels] = 1.0
+  wrong = (labels + 1) % 3
+  lg[0, 0, np.arange(15), wrong[:15]] = 1.5
+  lg[1, 0, np.arange(15, 30), wrong[15:]] = 1.5
+  acc = set_truth.ensemble_score(lg, labels, ms.all_subsets(2, 1), metric="accuracy",
+                                 num_classes=3)
+  assert acc[:, 0].tolist() == [0.5, 0.5]
+  pair = set_truth.ensemble_score(lg, labels, np.array([[0, 1]]), metric="accuracy",
+                                  num_classes=3)
+  assert pair[0, 0] == 1.0
+  with pytest.raises(ConfigError, match="metric"):
+    set_truth.score_rows(labels, lg[0, 0], "f1", 3)
+
+
+def test_concat_head_multiclass_softmax_learns():
+  """A softmax head over 4 classes: near-perfect accuracy on a block that
+  separates the classes, chance on noise."""
+  rng = np.random.default_rng(0)
+  n = 240
+  labels = np.arange(n) % 4
+  centers = 3.0 * np.eye(4, 6)
+  good = rng.standard_normal((n, 6)) + centers[labels]
+  noise = rng.standard_normal((n, 6))
+  feats = np.stack([good, noise]).astype(np.float32)
+  kw = dict(num_seeds=1, key=jax.random.key(0), steps=80, metric="accuracy",
+            num_classes=4, chunk=4)
+  acc = set_truth.concat_head_score(feats, labels, 80, 40, np.array([[0], [1]]), **kw)
+  both = set_truth.concat_head_score(feats, labels, 80, 40, np.array([[0, 1]]), **kw)
+  assert acc.shape == (2, 1)
+  assert acc[0, 0] > 0.9 and both[0, 0] > 0.85
+  assert abs(acc[1, 0] - 0.25) < 0.15
+
+
+def _dataset3(n, seed):
+  rng = np.random.default_rng(seed)
+  labels = np.arange(n) % 3
+  images = rng.random((n, 20, 20, 1)).astype(np.float32) * 0.8
+  for c in (1, 2):
+    images[labels == c, 4 * c:4 * c + 6, 4 * c:4 * c + 6, 0] += 0.2
+  return Dataset(np.clip(images, 0, 1), labels, ("a", "b", "c"), "syn3")
+
+
+def test_multiclass_finetune_accuracy_equals_ensemble_of_one():
+  """The fine-tuning's accuracy and the set truth of a one-source 'ensemble'
+  are the same number (both argmax over the target's classes)."""
+  split = TargetSplit(_dataset3(18, 1), _dataset3(6, 2), _dataset3(24, 3), seed=0)
+  out = finetune_sources(testlib.random_params(2, 4, seed=5), split, num_seeds=1,
+                         cfg=FitConfig(batch_size=8, max_epochs=1, patience=1,
+                                       budgets=(), max_classes=3),
+                         root_key=jax.random.key(0))
+  assert out.metric == "accuracy"
+  got = set_truth.ensemble_score(out.test_logits, split.test.labels,
+                                 ms.all_subsets(2, 1), metric="accuracy", num_classes=3)
+  np.testing.assert_allclose(got, out.auc, atol=1e-12)
+
+
+def _fake_study(tmp_path, q, seeds, n_test, c, **sig):
+  """A study folder as ``study.run_study`` leaves it for split 0."""
+  from transferjax import io as tio
+  folder = tmp_path / "study" / "transfer" / "split_0_chunks"
+  rng = np.random.default_rng(0)
+  pairs = [(i, s) for s in range(seeds) for i in range(q + 1)]
+  score = rng.random(len(pairs))
+  logits = rng.standard_normal((len(pairs), n_test, c)).astype(np.float32)
+  tio.write_json(str(folder / "signature.json"), {"signature": sig})
+  tio.write_json(str(folder / "chunk_000000.json"),
+                 {"pairs": pairs, "auc": score.tolist(), "epochs": [1] * len(pairs)})
+  tio.save_npz(str(folder / "chunk_000000_logits.npz"), test_logits=logits)
+  return str(tmp_path / "study"), pairs, score, logits
+
+
+def test_reuse_finetune_reads_a_study_and_refuses_other_settings(tmp_path):
+  import dataclasses
+  import os
+  import types
+  from transferjax.errors import CheckpointError
+  from transferjax.selection import engine
+  q, n_test = 2, 12
+  fit = FitConfig(max_epochs=30, patience=5, budgets=())
+  fit_sig = dataclasses.asdict(dataclasses.replace(fit, arch="lenet20", max_classes=2))
+  fit_sig["budgets"] = []
+  study, pairs, score, logits = _fake_study(
+      tmp_path, q, 3, n_test, 3, zoo=os.path.abspath("zoo_x"), target="mnist:5,6,7",
+      fraction=0.05, num_labeled=None, shots_per_class=8, max_test_per_class=200,
+      seed=0, num_seeds=3, finetune=fit_sig)
+  cfg = engine.SettingConfig(zoo="zoo_x", target="mnist:5,6,7", fraction=0.05,
+                             shots_per_class=8, max_test_per_class=200, num_seeds=2,
+                             finetune=fit, reuse_finetune=study)
+  st = engine.Setting(cfg, types.SimpleNamespace(num_models=q),
+                      types.SimpleNamespace(num_classes=3))
+  split = types.SimpleNamespace(test=_dataset3(n_test, 0), train=_dataset3(6, 1))
+  got = engine._study_finetune(st, 0, split)
+  idx = {p: j for j, p in enumerate(pairs)}
+  for i in range(q):
+    for s in range(2):    # the first num_seeds of the study's 3
+      assert got["auc"][i, s] == score[idx[(i, s)]]
+      np.testing.assert_array_equal(got["test_logits"][i, s], logits[idx[(i, s)]])
+  assert got["no_transfer"].tolist() == [score[idx[(q, 0)]], score[idx[(q, 1)]]]
+  assert engine._study_finetune(st, 1, split) is None       # split not run yet
+  bad = dataclasses.replace(cfg, shots_per_class=6, num_seeds=4)
+  with pytest.raises(CheckpointError, match="shots_per_class, num_seeds"):
+    engine._study_finetune(engine.Setting(bad, st.zoo, st.target), 0, split)
+
+
+def test_fewer_seeds_are_read_from_a_cached_run_with_more(tmp_path):
+  """A 2-seed stage is the first 2 seeds of a cached 3-seed run with the same
+  settings; a cached run with other settings is not used."""
+  import dataclasses
+  import types
+  from transferjax import io as tio
+  from transferjax.selection import engine
+  ds = _dataset3(9, 0)
+  target = types.SimpleNamespace(images=ds.images, labels=ds.labels, num_classes=3)
+  zoo = types.SimpleNamespace(num_models=2, tasks=[types.SimpleNamespace(task_id=i)
+                                                   for i in range(2)])
+  cfg3 = engine.SettingConfig(zoo="zoo_x", target="syn3", cache=str(tmp_path),
+                              num_seeds=3)
+  st3 = engine.Setting(cfg3, zoo, target)
+  rng = np.random.default_rng(0)
+  arrays = {"auc": rng.random((2, 3)), "no_transfer": rng.random(3),
+            "test_logits": rng.random((2, 3, 5, 3)), "test_labels": np.arange(5) % 3}
+  sig3 = engine._signature(st3, stage="finetune", split=0, layers=1, num_seeds=3,
+                           finetune=dataclasses.asdict(cfg3.finetune))
+  import json
+  tio.save_npz(str(tmp_path / "finetune_l1_seeds3_split0.npz"),
+               signature=np.array(json.dumps(sig3)), **arrays)
+  st2 = engine.Setting(dataclasses.replace(cfg3, num_seeds=2), zoo, target)
+  got = engine.finetune_stage(st2, 0, 1)
+  np.testing.assert_array_equal(got["auc"], arrays["auc"][:, :2])
+  np.testing.assert_array_equal(got["test_logits"], arrays["test_logits"][:, :2])
+  assert (tmp_path / "finetune_l1_seeds2_split0.npz").exists()
+  other = engine.Setting(dataclasses.replace(cfg3, num_seeds=2, seed=1), zoo, target)
+  sig = engine._signature(other, stage="finetune", split=0, layers=1, num_seeds=2,
+                          finetune=dataclasses.asdict(cfg3.finetune))
+  assert engine._more_seeds(other, 0, 1, sig) is None

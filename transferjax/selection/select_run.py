@@ -4,7 +4,8 @@ Per split, the greedy set (k picks, and the set the stopping rule keeps), the
 top-k by single-source score and the top-1 source are judged by two set ground
 truths (``set_truth``): the ensemble of fine-tuned sources and a fresh head on
 the concatenated frozen features. The truth of every k-subset is the mean test
-AUC over splits and seeds, so the oracle is the best subset of the pool
+score over splits and seeds (AUC for a binary target, top-1 accuracy for a
+multi-class one; the ``*_auc`` keys keep their name for either), so the oracle is the best subset of the pool
 (exhaustive search), "random k" is the mean over all k-subsets, and regret is
 oracle minus the chosen set's truth.
 """
@@ -18,17 +19,18 @@ import numpy as np
 
 from transferjax.provenance import provenance
 from transferjax import io as tio
+from transferjax.evaluation.diagnostic import format_line
 from transferjax.evaluation.report import leaderboard_markdown
 from transferjax.selection import engine
 from transferjax.selection import multi_source as ms
 
 KINDS = {"ens": "ensemble of fine-tuned sources (averaged logits)",
-         "head": "fresh linear head on concatenated frozen features"}
+         "head": "fresh linear softmax head on concatenated frozen features"}
 METHODS = ("greedy", "greedy_stop", "top_k", "top_1")
 
 
 def _tables(st: engine.Setting, sets: list, kind: str) -> dict:
-  """``{k: (subsets [m, k], truth [m])}``: AUC averaged over seeds and splits."""
+  """``{k: (subsets [m, k], truth [m])}``: score averaged over seeds and splits."""
   out = {}
   for key in sets[0]:
     if key.startswith(f"{kind}_k"):
@@ -87,7 +89,7 @@ def evaluate(st: engine.Setting, scores: list, sets: list) -> dict:
   return {"rows": rows, "summary": summary, "pool": ids, "q": q}
 
 
-def plot(ev: dict, path: str, title: str) -> str:
+def plot(ev: dict, path: str, title: str, metric: str = "auc") -> str:
   """Bars per truth kind and k: oracle, greedy, top-k, best single, random."""
   import matplotlib
   matplotlib.use("Agg")
@@ -109,7 +111,7 @@ def plot(ev: dict, path: str, title: str) -> str:
     vals = [r[key] for r in rows for key, _ in bars]
     lo, hi = min(vals), max(vals)
     ax.set_ylim(lo - 0.3 * (hi - lo + 1e-3), hi + 0.1 * (hi - lo + 1e-3))
-    ax.set_ylabel("test AUC (mean over splits, seeds)")
+    ax.set_ylabel(f"test {metric} (mean over splits, seeds)")
     ax.set_title(KINDS[kind], fontsize=9)
   np.atleast_1d(axes)[-1].legend(fontsize=7, loc="upper left",
                                  bbox_to_anchor=(1.02, 1.0))
@@ -121,16 +123,26 @@ def plot(ev: dict, path: str, title: str) -> str:
 def write_summary(out: str) -> str:
   """``<out>/summary.md``: every setting's table found under ``out``."""
   parts = ["# Several sources: greedy conditional-gain selection vs baselines\n",
-           "AUC of the chosen set (mean over splits); regret = oracle subset - set. "
+           "Test score of the chosen set (`metric`: AUC for binary targets, top-1 "
+           "accuracy for multi-class ones; mean over splits); regret = oracle "
+           "subset - set. "
            "Per-setting details in each folder's report.md.\n"]
   rows = engine.setting_rows(out, "select.json", "summary")
-  cols = ["setting", "truth", "k", "oracle", "greedy_auc", "greedy_stop_auc",
+  # Settings run before multi-class targets were supported are binary (AUC).
+  rows = [{"metric": "auc", **r} for r in rows]
+  cols = ["setting", "metric", "truth", "k", "oracle", "greedy_auc", "greedy_stop_auc",
           "top_k_auc", "top_1_auc", "best_single", "random_k", "greedy_regret",
           "top_k_regret", "greedy_vs_topk_wins", "num_splits"]
   parts.append(leaderboard_markdown(rows, cols, float_fmt="{:.4f}") if rows else "")
   path = os.path.join(out, "summary.md")
   tio.write_text(path, "\n".join(parts))
   return path
+
+
+def _labeled(cfg: engine.SettingConfig) -> str:
+  if cfg.shots_per_class:
+    return f"{cfg.shots_per_class} per class"
+  return str(cfg.num_labeled or cfg.fraction)
 
 
 def run(cfg: engine.SettingConfig, out: str) -> dict:
@@ -142,6 +154,9 @@ def run(cfg: engine.SettingConfig, out: str) -> dict:
   scores = [engine.scoring_stage(st, s) for s in splits]
   sets = [engine.set_truth_stage(st, s, ft[s]) for s in splits]
   ev = evaluate(st, scores, sets)
+  for r in ev["summary"]:
+    r["metric"] = st.metric
+  diag = engine.diagnostic(ft)
   folder = os.path.join(out, cfg.name)
   no_transfer = float(np.mean([d["no_transfer"] for d in ft]))
   greedy = [{"split": sc["split"], "selected": [ev["pool"][i] for i in
@@ -151,17 +166,21 @@ def run(cfg: engine.SettingConfig, out: str) -> dict:
              "num_significant": sc["greedy"]["num_significant"],
              "scoring_set_size": sc["scoring_set_size"]} for sc in scores]
   result = {"setting": cfg.name, "config": dataclasses.asdict(cfg),
-            "no_transfer_auc": no_transfer, "summary": ev["summary"],
+            "metric": st.metric, "no_transfer_auc": no_transfer,
+            "diagnostic": diag, "summary": ev["summary"],
             "rows": ev["rows"], "greedy": greedy, "pool": ev["pool"],
             "seconds": round(time.time() - t0, 1)}
   tio.write_json(os.path.join(folder, "select.json"), {**result, "provenance": provenance()})
   tio.write_csv(os.path.join(folder, "select.csv"), ev["rows"])
   fig = plot(ev, os.path.join(folder, "select.png"),
-             f"{cfg.name}: sets of sources (no transfer {no_transfer:.3f})")
+             f"{cfg.name}: sets of sources (no transfer {no_transfer:.3f})", st.metric)
   md = [f"# Several sources: {cfg.name}\n",
         f"Zoo `{cfg.zoo}` ({st.q} sources), target `{cfg.target}`, "
-        f"D_a = {cfg.num_labeled or cfg.fraction}, {cfg.num_splits} splits x "
-        f"{cfg.num_seeds} seeds; no-transfer AUC {no_transfer:.4f}.\n",
+        f"D_a = {_labeled(cfg)}, {cfg.num_splits} splits x "
+        f"{cfg.num_seeds} seeds; ground truth: test {st.metric}; no transfer "
+        f"{no_transfer:.4f}.\n",
+        "Single sources, every conv layer transferred: "
+        + format_line(diag, st.metric) + ".\n",
         "Truth: " + "; ".join(f"`{k}` = {v}" for k, v in KINDS.items()) + ".\n",
         leaderboard_markdown(ev["summary"], float_fmt="{:.4f}"),
         "\nGreedy selection per split (conditional gains in nats; the stopping "
