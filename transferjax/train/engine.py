@@ -86,6 +86,23 @@ def over_models(one: Callable, num_model_args: int, model_loop: str) -> Callable
   return many
 
 
+def apply_models(fn: Callable, num_model_args: int, model_loop: str) -> Callable:
+  """Lift a stateless ``fn(*model_args, *shared) -> out`` (inference) to a stack.
+
+  Returns ``many(*model_args [q, ...], *shared) -> out [q, ...]``: ``jax.vmap``,
+  or with ``"map"`` a ``lax.map`` over the models (single-model ops, so model i's
+  output does not depend on the stack it is in).
+  """
+  check_model_loop(model_loop)
+
+  def many(*args):
+    model_args, shared = args[:num_model_args], args[num_model_args:]
+    if model_loop == "vmap":
+      return jax.vmap(lambda *m: fn(*m, *shared))(*model_args)
+    return lax.map(lambda m: fn(*m, *shared), tuple(model_args))
+  return many
+
+
 def shard_over_models(fn: Callable, mesh: Mesh | None, model_in: Sequence[bool],
                       model_out: Any) -> Callable:
   """``fn`` with its model axis split over ``mesh`` (a no-op on one device).

@@ -135,23 +135,29 @@ class _Fitter:
           epoch, mesh, (True,) * 6 + (False,) * 3, (engine.MODELS, engine.MODELS))
     self.epoch = jax.jit(epoch, donate_argnums=(1,))
     self.loss = jax.jit(jax.vmap(self._loss_one, in_axes=(0, None, None, 0, 0, 0)))
-    self._logits_block = jax.jit(jax.vmap(self._logits_one, in_axes=(0, None)))
+    logits = engine.apply_models(self._logits_blocks, 1, self.model_loop)
+    if self.model_loop == "map":
+      logits = engine.shard_over_models(logits, mesh, (True, False), engine.MODELS)
+    self._logits = jax.jit(logits)
     self.snapshot = jax.jit(engine.select_models, donate_argnums=(2,))
     self.models = NamedSharding(mesh, P("models"))
     self.shared = NamedSharding(mesh, P())
 
-  def logits(self, params, images, block: int = 128):
-    """``[M, E, C]`` logits, in blocks of images so activations stay small."""
+  def logits(self, params, images, block: int = 128) -> np.ndarray:
+    """``[M, E, C]`` logits, ``block`` images at a time per model so activations
+    stay small."""
     n = images.shape[0]
     block = max(1, min(block, n))  # A small eval set is not padded to a full block.
-    out = []
-    for start in range(0, n, block):
-      chunk = images[start:start + block]
-      pad = block - chunk.shape[0]
-      if pad:  # one compiled shape for every block
-        chunk = jnp.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0)))
-      out.append(placement.fetch(self._logits_block(params, chunk))[:, :block - pad])
-    return np.concatenate(out, axis=1)
+    blocks = -(-n // block)
+    # One compiled shape per eval set: the last block is padded.
+    images = jnp.pad(images, ((0, blocks * block - n), (0, 0), (0, 0), (0, 0)))
+    images = images.reshape((blocks, block) + images.shape[1:])
+    out = placement.fetch(self._logits(params, images))
+    return out.reshape((out.shape[0], blocks * block) + out.shape[3:])[:, :n]
+
+  def _logits_blocks(self, params, blocks):
+    """``[B, block, C]`` logits of one model on ``[B, block, h, w, 1]`` images."""
+    return jax.lax.map(lambda x: self._logits_one(params, x), blocks)
 
   def init_opt(self, params):
     return jax.vmap(self.tx.init)(params)
