@@ -3,16 +3,19 @@ r"""Seconds to fine-tune q sources x S seeds: vmapped vs one model at a time.
 Both sides are ``transferjax.transfer.finetune.finetune_sources`` on the same
 target split, sources, seeds and ``FitConfig``, in the same run:
 
-* ``vmap``: the library's default, ``model_chunk`` models per compiled call
-  (every source x seed, plus the S no-transfer nets, train together in
-  ``fit_models`` with per-model early stopping);
+* ``vmap`` (stacked): the library's default, ``model_chunk`` models per compiled
+  call (every source x seed, plus the S no-transfer nets, train together in
+  ``fit_models`` on the many-model engine with per-model early stopping; on a
+  CPU one JAX device per core, each looping over its share of the models);
 * ``sequential``: ``model_chunk=1``, i.e. one ``fit_models`` call with a stack of
   one model per (source, seed): what a loop over models costs. It runs the first
   ``--seq_max_sources`` sources only (the per-model cost does not depend on q);
   its total for all models is extrapolated from its per-model time.
 
-Each side first runs a warm-up (same shapes, one epoch) so the timed run excludes
-compilation; the warm-up's seconds are reported as ``warmup_s``. The models both
+Each side first runs a warm-up (same shapes, one epoch) so the timed runs exclude
+compilation; the warm-up's seconds are reported as ``warmup_s``. Then the sides
+take turns ``--repeats`` times and each reports its best run (``runs_s`` lists
+all); the summary records the load average. The models both
 sides trained are compared (test AUC, epochs run), which checks that the two
 compute the same thing. JSON lines::
 
@@ -24,10 +27,13 @@ compute the same thing. JSON lines::
 Commands::
 
   python -m benchmarks.finetune_speed                    # CPU: 16 sources x 1 seed
+  # 64 models (63 sources + the no-transfer net), 2 alternating repeats:
+  python -m benchmarks.finetune_speed --num_sources=63 --seq_max_sources=7 \
+      --max_epochs=10 --repeats=2
   python -m benchmarks.finetune_speed --num_sources=500 --num_seeds=3  # GPU
 
-Expected: about 3 min on 2 CPU cores at q=16 (on CPU the vmapped side is the
-slower one, ~0.55x; numbers in docs/notes/reach.md); identical AUCs on both sides.
+Expected: identical AUCs and epochs on both sides; the speedups measured are in
+docs/notes/engine.md.
 Sources are random-init CNNs unless ``--zoo`` names a trained zoo (fine-tuning
 speed does not depend on the weights, except through how soon early stopping
 ends each model).

@@ -173,6 +173,10 @@ def test_sharded_stack_equals_one_device_and_model_alone(stack):
     np.testing.assert_array_equal(stack.best_epoch[rows], other.best_epoch)
     np.testing.assert_array_equal(stack.epochs_run[rows], other.epochs_run)
     np.testing.assert_array_equal(stack.best_val_loss[rows], other.best_val_loss)
+    np.testing.assert_array_equal(stack.eval_logits[rows], other.eval_logits)
+    for b in (1, 4):
+      np.testing.assert_array_equal(stack.budget_logits[b][rows],
+                                    other.budget_logits[b])
 
 
 def test_early_stopping_policy():
