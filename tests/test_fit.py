@@ -272,3 +272,20 @@ def test_non_finite_loss_names_the_model():
   images[24:32] = np.nan  # Only model c trains on rows 24..31.
   with pytest.raises(TrainingError, match=r"\['model-c'\]"):
     _fit(images=images)
+
+
+def test_accelerator_path_matches_cpu_path(stack, monkeypatch):
+  # The engine's "vmap" loop (the accelerator default; here on the four CPU
+  # devices, split by jit) trains the same models as the "map" loop, to float
+  # rounding (batched and single-model convolutions round differently).
+  monkeypatch.setattr(fit_lib.backend, "default_model_loop", lambda: "vmap")
+  fit_lib._fitter.cache_clear()
+  try:
+    vmapped = _fit()
+  finally:
+    fit_lib._fitter.cache_clear()
+  np.testing.assert_array_equal(vmapped.epochs_run, stack.epochs_run)
+  np.testing.assert_array_equal(vmapped.best_epoch, stack.best_epoch)
+  _assert_trees_close(vmapped.params, stack.params, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(vmapped.eval_logits, stack.eval_logits,
+                             rtol=1e-4, atol=1e-4)
