@@ -94,6 +94,11 @@ class FitResult:
   budget_logits: dict
 
 
+def _host(x: jax.Array) -> np.ndarray:
+  """Host copy of an array on this process's devices (fitting never spans hosts)."""
+  return np.asarray(jax.device_get(x))
+
+
 def pad_index_sets(index_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   """Stack ragged index arrays into ``[M, L]`` (padded with 0) and lengths ``[M]``."""
   lengths = np.array([len(ix) for ix in index_sets], dtype=np.int32)
@@ -152,7 +157,7 @@ class _Fitter:
     # One compiled shape per eval set: the last block is padded.
     images = jnp.pad(images, ((0, blocks * block - n), (0, 0), (0, 0), (0, 0)))
     images = images.reshape((blocks, block) + images.shape[1:])
-    out = placement.fetch(self._logits(params, images))
+    out = _host(self._logits(params, images))
     return out.reshape((out.shape[0], blocks * block) + out.shape[3:])[:, :n]
 
   def _logits_blocks(self, params, blocks):
@@ -210,8 +215,9 @@ class _Fitter:
 @functools.lru_cache(maxsize=16)
 def _fitter(cfg: FitConfig, mesh: Mesh | None = None) -> "_Fitter":
   """One ``_Fitter`` (and so one set of compiled functions) per config and mesh
-  (default: every device)."""
-  return _Fitter(cfg, mesh if mesh is not None else placement.model_mesh())
+  (default: this process's devices; fine-tuning is not split over hosts)."""
+  return _Fitter(cfg, mesh if mesh is not None
+                 else placement.model_mesh(jax.local_devices()))
 
 
 def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
@@ -236,7 +242,7 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
     eval_images: optional ``[E, h, w, 1]``: logits of the best params (and at
       each budget epoch) are returned for these.
     names: optional model names for error messages.
-    devices: devices the models are split over (default: every device; on a
+    devices: devices the models are split over (default: this process's; on a
       CPU with one device per core, ``transferjax.cli.use_cpu_cores``, each core
       trains its share of the models).
 
@@ -286,14 +292,14 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
     state, train_loss = fitter.epoch(jax.device_put(active, fitter.models), state,
                                      train_idx, train_len, num_classes, keys,
                                      images, labels, jnp.int32(epoch))
-    train_loss = placement.fetch(train_loss)
+    train_loss = _host(train_loss)
     bad = active & ~np.isfinite(train_loss)
     if bad.any():
       who = [names[i] if names else str(i) for i in np.flatnonzero(bad)]
       raise TrainingError(
           f"Non-finite training loss at epoch {epoch} for model(s) {who[:10]}. "
           "Lower --learning_rate or check the inputs for NaN/inf.")
-    val_loss = placement.fetch(fitter.loss(state["params"], images, labels,
+    val_loss = _host(fitter.loss(state["params"], images, labels,
                                            val_idx, val_len, num_classes))
     improved = stopping.update(epoch, val_loss)
     if improved.any():
@@ -310,7 +316,7 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
   eval_logits = None
   if eval_dev is not None:
     eval_logits = fitter.logits(best_params, eval_dev)[:num_models]
-  best_params = jax.tree.map(lambda x: placement.fetch(x)[:num_models], best_params)
+  best_params = jax.tree.map(lambda x: _host(x)[:num_models], best_params)
   return FitResult(params=best_params,
                    best_epoch=stopping.best_epoch[:num_models],
                    epochs_run=epochs_run,
