@@ -158,6 +158,40 @@ def test_model_in_stack_equals_model_alone(stack):
                                rtol=1e-4, atol=1e-4)
 
 
+def test_sharded_stack_equals_one_device_and_model_alone(stack):
+  # The engine's CPU path (lax.map, split over the four test devices) gives
+  # every model the same ops alone, in a stack and in a device's share: the
+  # same bits, not just close numbers.
+  one_device = _fit(devices=jax.devices()[:1])
+  alone = _fit(init=jax.tree.map(lambda x: x[2:3], _init()), sets=(2,),
+               keys=_keys()[2:3], devices=jax.devices()[:1])
+  if jax.default_backend() != "cpu":
+    pytest.skip("bit-identity is a property of the lax.map (CPU) path")
+  for other, rows in ((one_device, slice(0, 3)), (alone, slice(2, 3))):
+    for x, y in zip(jax.tree.leaves(stack.params), jax.tree.leaves(other.params)):
+      np.testing.assert_array_equal(np.asarray(x)[rows], np.asarray(y))
+    np.testing.assert_array_equal(stack.best_epoch[rows], other.best_epoch)
+    np.testing.assert_array_equal(stack.epochs_run[rows], other.epochs_run)
+    np.testing.assert_array_equal(stack.best_val_loss[rows], other.best_val_loss)
+    np.testing.assert_array_equal(stack.eval_logits[rows], other.eval_logits)
+    for b in (1, 4):
+      np.testing.assert_array_equal(stack.budget_logits[b][rows],
+                                    other.budget_logits[b])
+
+
+def test_early_stopping_policy():
+  es = fit_lib.engine.EarlyStopping.start(3, patience=2)
+  es.active[2] = False  # e.g. a padding model: never trains, never updates
+  assert es.update(1, np.array([1.0, 1.0, 0.0])).tolist() == [True, True, False]
+  assert es.update(2, np.array([0.5, 1.0, 0.0])).tolist() == [True, False, False]
+  assert es.update(3, np.array([0.6, 1.0 - 1e-8, 0.0])).tolist() == [False] * 3
+  # Model 1: two epochs without an improvement larger than min_delta -> stops.
+  assert es.active.tolist() == [True, False, False]
+  assert es.best_epoch.tolist() == [2, 1, 0]
+  assert es.epochs_run.tolist() == [3, 3, 0]
+  np.testing.assert_array_equal(es.best_loss, [0.5, 1.0, np.inf])
+
+
 def test_early_stopping_bookkeeping(stack):
   # A model stops after `patience` epochs without a lower validation loss.
   np.testing.assert_array_equal(
@@ -200,16 +234,18 @@ def test_early_stopped_model_keeps_training_to_budget(stack):
 
 def test_inactive_model_state_is_unchanged():
   images, labels = _pool()
+  # One device: three models do not split over the test's four.
   fitter = fit_lib._fitter(dataclasses.replace(CFG, max_epochs=1, patience=1,
-                                               budgets=()))
+                                               budgets=()),
+                           fit_lib.placement.model_mesh(jax.devices()[:1]))
   params = _init()
   state = {"params": params, "opt": fitter.init_opt(params)}
   before = jax.tree.map(lambda x: np.asarray(x).copy(), state)
   ti, tl = _pad(TRAIN_SETS, WIDTH)
   active = jnp.asarray([True, False, True])
-  new, loss = fitter.epoch(jax.tree.map(jnp.array, state), active, jnp.asarray(images),
-                           jnp.asarray(labels), jnp.asarray(ti), jnp.asarray(tl),
-                           jnp.full(3, 2, jnp.int32), _keys(), jnp.int32(1))
+  new, loss = fitter.epoch(active, jax.tree.map(jnp.array, state), jnp.asarray(ti),
+                           jnp.asarray(tl), jnp.full(3, 2, jnp.int32), _keys(),
+                           jnp.asarray(images), jnp.asarray(labels), jnp.int32(1))
   for old, cur in zip(jax.tree.leaves(before), jax.tree.leaves(new)):
     np.testing.assert_array_equal(np.asarray(cur)[1], old[1])
   moved = [not np.array_equal(np.asarray(c)[0], o[0])
@@ -236,3 +272,20 @@ def test_non_finite_loss_names_the_model():
   images[24:32] = np.nan  # Only model c trains on rows 24..31.
   with pytest.raises(TrainingError, match=r"\['model-c'\]"):
     _fit(images=images)
+
+
+def test_accelerator_path_matches_cpu_path(stack, monkeypatch):
+  # The engine's "vmap" loop (the accelerator default; here on the four CPU
+  # devices, split by jit) trains the same models as the "map" loop, to float
+  # rounding (batched and single-model convolutions round differently).
+  monkeypatch.setattr(fit_lib.backend, "default_model_loop", lambda: "vmap")
+  fit_lib._fitter.cache_clear()
+  try:
+    vmapped = _fit()
+  finally:
+    fit_lib._fitter.cache_clear()
+  np.testing.assert_array_equal(vmapped.epochs_run, stack.epochs_run)
+  np.testing.assert_array_equal(vmapped.best_epoch, stack.best_epoch)
+  _assert_trees_close(vmapped.params, stack.params, rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(vmapped.eval_logits, stack.eval_logits,
+                             rtol=1e-4, atol=1e-4)

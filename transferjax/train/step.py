@@ -10,9 +10,9 @@ target net N_t):
   permutation of the task's own rows, drawn on device from the step key of the
   epoch's first step. Depends only on ``(model_key, t, n)``, never on the padded
   length or on the other models, so a model trains identically alone or in a chunk.
-* ``make_multi_step_runner``: ``jax.vmap`` (or, ``model_loop="map"``, a
-  ``lax.map`` loop inside the program) of (sample + step) over a leading model
-  axis, ``steps_per_call`` steps per call via ``lax.scan``, jitted with the state
+* ``make_multi_step_runner``: (sample + step) lifted over a leading model axis
+  by the many-model engine (``transferjax.train.engine``: ``jax.vmap``, or with
+  ``model_loop="map"`` a ``lax.map`` loop inside the program), ``steps_per_call`` steps per call via ``lax.scan``, jitted with the state
   donated.
 * ``make_evaluator``: vmapped loss/accuracy of every model on its own index array.
 
@@ -24,7 +24,6 @@ Task arrays (a plain dict; leading ``[q]`` model axis once stacked):
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable
 
 import jax
@@ -36,6 +35,7 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
 from transferjax import backend
+from transferjax.train import engine
 from transferjax.models import masked_logits
 
 State = dict[str, Any]  # {"params": pytree, "opt": optax state}
@@ -150,7 +150,7 @@ def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: in
   return positions, weights
 
 
-MODEL_LOOPS = ("vmap", "map")
+MODEL_LOOPS = engine.MODEL_LOOPS
 
 
 default_model_loop = backend.default_model_loop
@@ -192,49 +192,30 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
     ``(state, losses [steps_per_call, q])``; a loss is 0 where the model was
     inactive, so any non-finite entry is a real divergence.
   """
-  if model_loop not in MODEL_LOOPS:
-    raise ValueError(f"Unknown model_loop {model_loop!r}; choose one of "
-                     f"{MODEL_LOOPS}.")
+  engine.check_model_loop(model_loop)
   train_step = make_train_step(model, tx)
 
-  def one_model(state, task, model_key, t, images, active_model,
-                known_active=False):
+  def one_model(active, state, task, model_key, t, images):
     length = task["idx"].shape[0]
-    active = (t < task["num_steps"]) & active_model
-    if known_active:  # Under lax.cond: no select over the whole state needed.
-      active = jnp.bool_(True)
     positions, weights = sample_batch(model_key, t, task["n"], length, batch_size)
     state, metrics = train_step(
         state, task["idx"][positions], images, task["labels"][positions],
         task["num_classes"], jax.random.fold_in(model_key, t), active, weights)
     return state, jnp.where(active, metrics["loss"], 0.0)
 
-  if model_loop == "vmap":
-    many = jax.vmap(one_model, in_axes=(0, 0, 0, None, None, 0))
-  else:
-    def one_or_skip(state, task, model_key, t, images, active_model):
-      active = (t < task["num_steps"]) & active_model
-      # A finished model costs nothing (under vmap, cond would compute both).
-      return lax.cond(active, functools.partial(one_model, known_active=True),
-                      lambda s, *_: (s, jnp.float32(0.0)),
-                      state, task, model_key, t, images, active_model)
-
-    def many(state, tasks, model_keys, t, images, model_active):
-      return lax.map(lambda a: one_or_skip(a[0], a[1], a[2], t, images, a[3]),
-                     (state, tasks, model_keys, model_active))
+  many = engine.over_models(one_model, 2, model_loop)
 
   def run(state, tasks, model_keys, t0, images, model_active):
     def body(state, t):
-      return many(state, tasks, model_keys, t, images, model_active)
+      active = (t < tasks["num_steps"]) & model_active
+      return many(active, state, tasks, model_keys, t, images)
     steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
     return lax.scan(body, state, steps, unroll=unroll)
 
-  if model_loop == "map" and mesh is not None and mesh.devices.size > 1:
-    models = P("models")
-    run = jax.shard_map(
-        run, mesh=mesh, in_specs=(models, models, models, P(), P(), models),
-        out_specs=(models, P(None, "models")),
-        check_vma=False)  # lax.cond's branches differ only in varying axes.
+  if model_loop == "map":  # "vmap" needs no wrapper: jit splits sharded inputs.
+    run = engine.shard_over_models(
+        run, mesh, (True, True, True, False, False, True),
+        (engine.MODELS, P(None, "models")))
   return jax.jit(run, donate_argnums=0)
 
 

@@ -9,7 +9,9 @@ state; a model whose patience ran out is masked (its state stops changing)
 while the others go on, so one compiled epoch serves all of them.
 
 The single-model epoch (``_epoch_one``) is written and tested on its own, then
-``jax.vmap``-ed over the model axis and ``jax.jit``-ed.
+lifted over the model axis by the many-model engine (``transferjax.train.engine``:
+``lax.map`` on CPU, split over the CPU devices; ``jax.vmap`` on accelerators), and
+early stopping is the engine's ``EarlyStopping`` policy over the active mask.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import dataclasses
 import functools
 import logging
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import flax
 import jax
@@ -25,9 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from transferjax import progress
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from transferjax import backend, progress
 from transferjax.errors import ConfigError, TrainingError
 from transferjax.models import make_cnn
+from transferjax.train import engine, placement
 from transferjax.train import step as step_lib
 
 Params = Any
@@ -88,6 +94,11 @@ class FitResult:
   budget_logits: dict
 
 
+def _host(x: jax.Array) -> np.ndarray:
+  """Host copy of an array on this process's devices (fitting never spans hosts)."""
+  return np.asarray(jax.device_get(x))
+
+
 def pad_index_sets(index_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   """Stack ragged index arrays into ``[M, L]`` (padded with 0) and lengths ``[M]``."""
   lengths = np.array([len(ix) for ix in index_sets], dtype=np.int32)
@@ -109,46 +120,49 @@ def _make_optimizer(cfg: FitConfig) -> optax.GradientTransformation:
 
 
 class _Fitter:
-  """Holds the jitted, vmapped epoch and evaluation for one config and shapes."""
+  """The jitted epoch, validation loss, logits and snapshot for one config and
+  one ``("models",)`` mesh, all run on the many-model engine
+  (``transferjax.train.engine``)."""
 
-  def __init__(self, cfg: FitConfig):
+  def __init__(self, cfg: FitConfig, mesh: Mesh):
     self.cfg = cfg
+    self.mesh = mesh
     self.model = make_cnn(cfg.arch, cfg.max_classes, cfg.conv_impl)
     self.tx = _make_optimizer(cfg)
     self.step = step_lib.make_train_step(self.model, self.tx)
-    if step_lib.default_model_loop() == "map":
-      # XLA:CPU: one model after another inside the compiled epoch, and a model
-      # that has stopped skips its epoch (lax.cond) instead of computing it and
-      # discarding the result as a vmapped stack must (docs/notes/speed.md).
-      def epoch_many(state, active, images, labels, idx, length, num_classes,
-                     key, epoch):
-        def one(args):
-          st, act, ix, ln, nc, k = args
-          return jax.lax.cond(
-              act, lambda s: self._epoch_one(s, act, images, labels, ix, ln, nc, k,
-                                             epoch),
-              lambda s: (s, jnp.zeros((), jnp.float32)), st)
-        return jax.lax.map(one, (state, active, idx, length, num_classes, key))
-      self.epoch = jax.jit(epoch_many, donate_argnums=(0,))
-    else:
-      self.epoch = jax.jit(jax.vmap(self._epoch_one,
-                                    in_axes=(0, 0, None, None, 0, 0, 0, 0, None)),
-                           donate_argnums=(0,))
+    # "map" on XLA:CPU: one model after another inside the compiled epoch (a
+    # stopped model skips it), each device of the mesh looping over its share;
+    # "vmap" on accelerators (docs/notes/engine.md).
+    self.model_loop = backend.default_model_loop()
+    epoch = engine.over_models(self._epoch_one, 4, self.model_loop)
+    if self.model_loop == "map":
+      epoch = engine.shard_over_models(
+          epoch, mesh, (True,) * 6 + (False,) * 3, (engine.MODELS, engine.MODELS))
+    self.epoch = jax.jit(epoch, donate_argnums=(1,))
     self.loss = jax.jit(jax.vmap(self._loss_one, in_axes=(0, None, None, 0, 0, 0)))
-    self._logits_block = jax.jit(jax.vmap(self._logits_one, in_axes=(0, None)))
+    logits = engine.apply_models(self._logits_blocks, 1, self.model_loop)
+    if self.model_loop == "map":
+      logits = engine.shard_over_models(logits, mesh, (True, False), engine.MODELS)
+    self._logits = jax.jit(logits)
+    self.snapshot = jax.jit(engine.select_models, donate_argnums=(2,))
+    self.models = NamedSharding(mesh, P("models"))
+    self.shared = NamedSharding(mesh, P())
 
-  def logits(self, params, images, block: int = 128):
-    """``[M, E, C]`` logits, in blocks of images so activations stay small."""
+  def logits(self, params, images, block: int = 128) -> np.ndarray:
+    """``[M, E, C]`` logits, ``block`` images at a time per model so activations
+    stay small."""
     n = images.shape[0]
     block = max(1, min(block, n))  # A small eval set is not padded to a full block.
-    out = []
-    for start in range(0, n, block):
-      chunk = images[start:start + block]
-      pad = block - chunk.shape[0]
-      if pad:  # one compiled shape for every block
-        chunk = jnp.pad(chunk, ((0, pad), (0, 0), (0, 0), (0, 0)))
-      out.append(np.asarray(self._logits_block(params, chunk))[:, :block - pad])
-    return np.concatenate(out, axis=1)
+    blocks = -(-n // block)
+    # One compiled shape per eval set: the last block is padded.
+    images = jnp.pad(images, ((0, blocks * block - n), (0, 0), (0, 0), (0, 0)))
+    images = images.reshape((blocks, block) + images.shape[1:])
+    out = _host(self._logits(params, images))
+    return out.reshape((out.shape[0], blocks * block) + out.shape[3:])[:, :n]
+
+  def _logits_blocks(self, params, blocks):
+    """``[B, block, C]`` logits of one model on ``[B, block, h, w, 1]`` images."""
+    return jax.lax.map(lambda x: self._logits_one(params, x), blocks)
 
   def init_opt(self, params):
     return jax.vmap(self.tx.init)(params)
@@ -163,16 +177,16 @@ class _Fitter:
     logits = self._logits_one(params, images[idx])
     return step_lib.cross_entropy(logits, labels[idx], num_classes, weights)
 
-  def _epoch_one(self, state, active, images, labels, idx, length, num_classes,
-                 key, epoch):
+  def _epoch_one(self, active, state, idx, length, num_classes, key, images,
+                 labels, epoch):
     """One epoch of one model: a fresh permutation of its own rows, then steps.
 
     Args:
-      state: ``{"params", "opt"}``.
       active: bool scalar; an inactive model returns ``state`` unchanged.
-      images: ``[N, h, w, 1]`` shared pool; labels ``[N]``.
+      state: ``{"params", "opt"}``.
       idx: ``[L]`` this model's training rows (padded); length: valid count.
-      num_classes: scalar; key: this model's key; epoch: int scalar.
+      num_classes: scalar; key: this model's key.
+      images: ``[N, h, w, 1]`` shared pool; labels ``[N]``; epoch: int scalar.
 
     Returns:
       (new state, mean training loss of the epoch).
@@ -199,9 +213,11 @@ class _Fitter:
 
 
 @functools.lru_cache(maxsize=16)
-def _fitter(cfg: FitConfig) -> "_Fitter":
-  """One ``_Fitter`` (and so one set of compiled functions) per config."""
-  return _Fitter(cfg)
+def _fitter(cfg: FitConfig, mesh: Mesh | None = None) -> "_Fitter":
+  """One ``_Fitter`` (and so one set of compiled functions) per config and mesh
+  (default: this process's devices; fine-tuning is not split over hosts)."""
+  return _Fitter(cfg, mesh if mesh is not None
+                 else placement.model_mesh(jax.local_devices()))
 
 
 def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
@@ -209,7 +225,8 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
                val_idx: np.ndarray, val_len: np.ndarray,
                num_classes: np.ndarray, keys: jax.Array, cfg: FitConfig,
                eval_images: np.ndarray | None = None,
-               names: list[str] | None = None) -> FitResult:
+               names: list[str] | None = None,
+               devices: Sequence[jax.Device] | None = None) -> FitResult:
   """Train ``M`` models at once with per-model early stopping on validation loss.
 
   Args:
@@ -225,6 +242,9 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
     eval_images: optional ``[E, h, w, 1]``: logits of the best params (and at
       each budget epoch) are returned for these.
     names: optional model names for error messages.
+    devices: devices the models are split over (default: this process's; on a
+      CPU with one device per core, ``transferjax.cli.use_cpu_cores``, each core
+      trains its share of the models).
 
   Returns:
     A ``FitResult``.
@@ -238,67 +258,67 @@ def fit_models(init_params: Params, images: np.ndarray, labels: np.ndarray,
                       "validation row.")
   # The compiled functions do not depend on the epoch/patience/budget fields;
   # normalizing them lets e.g. the target net and fine-tuning share one compile.
-  fitter = _fitter(dataclasses.replace(cfg, max_epochs=1, patience=1, budgets=()))
-  images = jnp.asarray(images, jnp.float32)
-  labels = jnp.asarray(labels, jnp.int32)
-  train_idx, train_len = jnp.asarray(train_idx), jnp.asarray(train_len)
-  val_idx, val_len = jnp.asarray(val_idx), jnp.asarray(val_len)
-  num_classes = jnp.asarray(num_classes, jnp.int32)
+  fitter = _fitter(dataclasses.replace(cfg, max_epochs=1, patience=1, budgets=()),
+                   None if devices is None else placement.model_mesh(devices))
+  # The model axis is split over the mesh's devices: pad it with copies of
+  # model 0 that never train.
+  padded = engine.padded_count(num_models, fitter.mesh)
+  on_models = lambda x: jax.device_put(engine.pad_models(x, padded), fitter.models)
+  shared = lambda x, dtype=None: jax.device_put(jnp.asarray(x, dtype), fitter.shared)
+  images, labels = shared(images, jnp.float32), shared(labels, jnp.int32)
+  train_idx, train_len = on_models(train_idx), on_models(train_len)
+  val_idx, val_len = on_models(val_idx), on_models(val_len)
+  num_classes = on_models(jnp.asarray(num_classes, jnp.int32))
+  keys = on_models(keys)
   # A copy: the epoch donates the state, which must not invalidate the caller's
   # arrays (init_params_stack returns device arrays that jnp.asarray would alias).
-  params = jax.tree.map(lambda x: jnp.array(x, copy=True), init_params)
+  params = on_models(jax.tree.map(lambda x: jnp.array(x, copy=True), init_params))
   state = {"params": params, "opt": fitter.init_opt(params)}
   best_params = jax.tree.map(jnp.copy, params)
-  best_loss = np.full(num_models, np.inf)
-  best_epoch = np.zeros(num_models, np.int32)
-  wait = np.zeros(num_models, np.int32)
-  epochs_run = np.zeros(num_models, np.int32)
-  active_es = np.ones(num_models, bool)     # still early-stopping
+  real = np.arange(padded) < num_models
+  stopping = engine.EarlyStopping.start(padded, cfg.patience)
+  stopping.active &= real
   budgets = sorted(b for b in cfg.budgets if b <= cfg.max_epochs)
   budget_logits = {}
+  eval_dev = None if eval_images is None else shared(eval_images, jnp.float32)
   t0 = time.time()
   pbar = progress.bar(cfg.max_epochs, f"fit {num_models} models", "epoch")
   for epoch in range(1, cfg.max_epochs + 1):
     # Models keep training past early stopping only while a budget needs them.
     need_budget = bool(budgets) and epoch <= budgets[-1]
-    active = active_es | need_budget
+    active = stopping.active | (need_budget & real)
     if not active.any():
       break
-    state, train_loss = fitter.epoch(state, jnp.asarray(active), images, labels,
+    state, train_loss = fitter.epoch(jax.device_put(active, fitter.models), state,
                                      train_idx, train_len, num_classes, keys,
-                                     jnp.int32(epoch))
-    train_loss = np.asarray(train_loss)
+                                     images, labels, jnp.int32(epoch))
+    train_loss = _host(train_loss)
     bad = active & ~np.isfinite(train_loss)
     if bad.any():
       who = [names[i] if names else str(i) for i in np.flatnonzero(bad)]
       raise TrainingError(
           f"Non-finite training loss at epoch {epoch} for model(s) {who[:10]}. "
           "Lower --learning_rate or check the inputs for NaN/inf.")
-    val_loss = np.asarray(fitter.loss(state["params"], images, labels,
-                                      val_idx, val_len, num_classes))
-    improved = active_es & (val_loss < best_loss - 1e-7)
-    best_loss = np.where(improved, val_loss, best_loss)
-    best_epoch = np.where(improved, epoch, best_epoch)
-    wait = np.where(improved, 0, wait + active_es)
-    epochs_run = np.where(active_es, epoch, epochs_run)
-    imp = jnp.asarray(improved)
-    best_params = jax.tree.map(
-        lambda b, p: jnp.where(imp.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),
-        best_params, state["params"])
-    active_es = active_es & (wait < cfg.patience)
-    if eval_images is not None and epoch in budgets:
-      budget_logits[epoch] = np.asarray(
-          fitter.logits(state["params"], jnp.asarray(eval_images, jnp.float32)))
+    val_loss = _host(fitter.loss(state["params"], images, labels,
+                                           val_idx, val_len, num_classes))
+    improved = stopping.update(epoch, val_loss)
+    if improved.any():
+      best_params = fitter.snapshot(jax.device_put(improved, fitter.models),
+                                    state["params"], best_params)
+    if eval_dev is not None and epoch in budgets:
+      budget_logits[epoch] = fitter.logits(state["params"], eval_dev)[:num_models]
     pbar.set_postfix(training=int(active.sum()), refresh=False)
     pbar.update(1)
   pbar.close()
+  epochs_run = stopping.epochs_run[:num_models]
   logging.info("fit_models: %d models, %d epochs max, %.1fs", num_models,
                int(epochs_run.max()), time.time() - t0)
   eval_logits = None
-  if eval_images is not None:
-    eval_logits = np.asarray(fitter.logits(best_params,
-                                           jnp.asarray(eval_images, jnp.float32)))
-  return FitResult(params=jax.tree.map(np.asarray, best_params),
-                   best_epoch=best_epoch, epochs_run=epochs_run,
-                   best_val_loss=best_loss, eval_logits=eval_logits,
+  if eval_dev is not None:
+    eval_logits = fitter.logits(best_params, eval_dev)[:num_models]
+  best_params = jax.tree.map(lambda x: _host(x)[:num_models], best_params)
+  return FitResult(params=best_params,
+                   best_epoch=stopping.best_epoch[:num_models],
+                   epochs_run=epochs_run,
+                   best_val_loss=stopping.best_loss[:num_models], eval_logits=eval_logits,
                    budget_logits=budget_logits)
