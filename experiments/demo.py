@@ -11,8 +11,8 @@ trained (<= 50 images per class), a quarter see <= 6 images per class, a
 quarter train for one epoch. The few-shot target is faces (scikit-image's LFW
 faces vs non-faces; 12 labeled images per class, test AUC), which no source saw.
 The setting was chosen by the transfer-matters diagnostic alone: informative
-with the default seed (best gain 9.1 SE, reliability 0.95), not yet with seeds 1
-and 2 (reliability 0.70, 0.74; docs/notes/demo.md). Expected result:
+with the default seed (best gain 9.1 SE, reliability 0.95), not yet with seeds
+1-3 (reliability 0.70, 0.74, 0.70; docs/notes/demo.md). Expected result:
 a top-10 ranking table of the zoo's sources by I(Y; F | T)
 (``runs/demo/rank/ranking.json``), then the ground truth (every source
 fine-tuned on the target, 2 splits x 3 seeds) with the transfer-matters
