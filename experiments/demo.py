@@ -25,20 +25,16 @@ seeds; ``--smoke`` shrinks everything to seconds (``configs/smoke.py``);
 field can be overridden, e.g. ``--config.zoo.num_tasks=32`` or
 ``--config.members.few.max_per_class=4``.
 """
-import os
-
 from absl import app, flags
 
 from experiments import config_cli
 from transferjax import cli
 from transferjax.config import build
-from transferjax.errors import ConfigError
 from transferjax.evaluation import diagnostic
 from transferjax.scoring.job import RankRunConfig
 from transferjax.scoring.job import run as rank_run
 from transferjax.scoring.rank import RankJob
 from transferjax.study import StudyConfig, run_study, summary_table
-from transferjax.train import zoo as zoo_lib
 from transferjax.train import zoo_union
 
 config_cli.define("evaluate", flags.DEFINE_bool,
@@ -55,43 +51,14 @@ config_cli.use("demo", {
     "evaluate": "evaluate"}, selectors={"smoke": lambda on: "smoke" if on else None})
 
 
-def member_configs(cfg) -> list[tuple[str, zoo_lib.ZooConfig]]:
-  """``[(name, ZooConfig)]`` of the union's members, in ``seed_offset`` order.
-
-  Each member takes its share of ``zoo.num_tasks`` (the first takes the rest,
-  >= 1 each), ``min(member, zoo) max_per_class``, its own epochs or
-  ``zoo.epochs``, and the zoo seed ``100 * seed + seed_offset``.
-  """
-  members = sorted(cfg.members.items(), key=lambda kv: kv[1].seed_offset)
-  names = ", ".join(name for name, _ in members)
-  total = cfg.zoo.num_tasks
-  if total < len(members):
-    raise ConfigError(f"--num_tasks={total}: the demo's zoo has {len(members)} members "
-                      f"({names}); use at least {len(members)}.")
-  sizes = [max(1, round(total * m.share)) for _, m in members[1:]]
-  sizes = [max(1, total - sum(sizes))] + sizes
-  out = []
-  for (name, m), n in zip(members, sizes):
-    cap = cfg.zoo.max_per_class
-    out.append((name, build(
-        zoo_lib.ZooConfig, cfg.zoo, "config.zoo", num_tasks=n,
-        epochs=m.epochs or cfg.zoo.epochs,
-        max_per_class=m.max_per_class if cap is None else min(m.max_per_class, cap),
-        seed=100 * cfg.seed + m.seed_offset)))
-  return out
-
-
 def main(argv):
   del argv
   cfg = config_cli.resolve()
-  members = member_configs(cfg)
+  members = zoo_union.member_configs(cfg.zoo, cfg.members, cfg.seed)
   zoo_dir = f"{cfg.workdir}/zoos"
   print(f"[1/3] zoo: {cfg.zoo.num_tasks} source CNNs on the {cfg.zoo.dataset} pool "
         f"({', '.join(f'{z.num_tasks} {name}' for name, z in members)}) -> {zoo_dir}")
-  for name, zoo_cfg in members:
-    zoo_lib.run(zoo_cfg, os.path.join(zoo_dir, name))
-  zoo_union.write_union(zoo_dir, [(name, os.path.join(zoo_dir, name))
-                                  for name, _ in members])
+  zoo_union.train_union(zoo_dir, members)
   job = build(RankJob, cfg.job, "config.job")
   split_seed = 100 * cfg.seed
   print(f"[2/3] ranking for {cfg.target} ({cfg.shots_per_class} labeled images "
