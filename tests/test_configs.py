@@ -68,7 +68,8 @@ def test_every_config_loads_and_builds_its_typed_configs(name):
 def test_presets_are_todays_values():
   # The values the entry points hard-coded before configs/ (outputs unchanged).
   demo = config_lib.load("demo")
-  assert (demo.zoo.num_tasks, demo.zoo.epochs, demo.zoo.max_per_class) == (16, 5, 30)
+  # The demo's zoo: what its union's members share (docs/notes/demo.md).
+  assert (demo.zoo.num_tasks, demo.zoo.epochs, demo.zoo.max_per_class) == (16, 10, 50)
   assert (demo.job.folds, demo.job.fit.max_epochs, demo.job.fit.budgets) == (4, 30, ())
   smoke = config_lib.load("smoke")
   assert (smoke.zoo.num_tasks, smoke.job.folds, smoke.study.num_splits) == (4, 3, 1)
@@ -111,7 +112,7 @@ print(json.dumps(plain(config_cli.resolve())))
 @pytest.mark.parametrize("argv, wanted", [
     (["--config.zoo.num_tasks=32", "--config.study.num_seeds=1",
       "--config.study.methods=cmi_knn,logme"],
-     {"zoo.num_tasks": 32, "study.num_seeds": 1, "zoo.epochs": 5,
+     {"zoo.num_tasks": 32, "study.num_seeds": 1, "zoo.epochs": 10,
       "study.methods": ["cmi_knn", "logme"]}),
     # Each case is a fresh interpreter importing JAX (~10 s): the rest are slow.
     pytest.param(["--smoke", "--config.zoo.epochs=2"],

@@ -59,7 +59,8 @@ class StudyConfig:
     max_test_per_class: cap on ``D_e`` per class (None: the rest of the data).
     gt_metric: ground-truth score (``transfer.gt_metrics``): ``"auto"`` is
       test AUC for binary targets and top-1 accuracy for multi-class ones.
-    num_splits: target splits (seeds 0..num_splits-1) the ground truth averages.
+    num_splits: target splits (seeds ``split_seed .. split_seed + num_splits - 1``)
+      the ground truth averages.
     num_seeds: fine-tuning seeds per source and split.
     finetune: fine-tuning config (early stopping, budgets, frozen conv).
     job: ranking protocol, folds and the ranking-method config.
@@ -67,6 +68,7 @@ class StudyConfig:
       ``scoring.methods.METHODS``; only the inputs they need are computed).
     rbm_hidden, rbm_epochs: the RBM baseline's size and training length.
     seed: root seed of fine-tuning and RBMs.
+    split_seed: seed of the first target split (another draw of the splits).
     finetune_chunk: models per compiled fine-tuning call (a last partial chunk
       is padded, so a chunk that holds every source x seed saves work).
   """
@@ -87,6 +89,7 @@ class StudyConfig:
   rbm_epochs: int = 5
   seed: int = 0
   finetune_chunk: int = 64
+  split_seed: int = 0
 
   def __post_init__(self):
     check_methods(self.methods)
@@ -96,7 +99,7 @@ class StudyConfig:
 
 def _split(cfg: StudyConfig, target, s: int):
   return paper_split(target, fraction=cfg.fraction, num_labeled=cfg.num_labeled,
-                     seed=s, shots_per_class=cfg.shots_per_class,
+                     seed=cfg.split_seed + s, shots_per_class=cfg.shots_per_class,
                      max_test_per_class=cfg.max_test_per_class)
 
 
@@ -119,6 +122,8 @@ def _signature(cfg: StudyConfig, target) -> dict:
   for name in ("shots_per_class", "max_test_per_class"):
     if getattr(cfg, name) is not None:
       sig[name] = getattr(cfg, name)
+  if cfg.split_seed:
+    sig["split_seed"] = cfg.split_seed
   if cfg.gt_metric != "auto":
     sig["gt_metric"] = cfg.gt_metric
   return sig
@@ -262,6 +267,10 @@ def _rbm_params(cfg: StudyConfig, zoo) -> Any:
   path = os.path.join(cfg.workdir, "rbm.npz")
   if os.path.exists(path):
     return tio.load_npz(path)
+  if zoo.config.get("dataset") is None:
+    raise ConfigError("The rbm baseline trains on the zoo's source pool, and a zoo "
+                      f"union ({cfg.zoo_dir}) has one pool per member; leave 'rbm' "
+                      "out of the methods for a union.")
   pool = load_dataset(zoo.config["dataset"], image_size=int(zoo.image_size),
                       seed=int(zoo.config["seed"]))
   idx, lengths = pad_index_sets([t.train_indices for t in zoo.tasks])

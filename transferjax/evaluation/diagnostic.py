@@ -103,3 +103,16 @@ def format_line(d: dict[str, Any], metric: str = "AUC") -> str:
           f"{d['reliability']:.2f} (split-half {d['split_half']:.2f}); "
           f"{d['num_positive']} sources above / {d['num_negative']} below no transfer "
           f"({d['no_transfer_mean']:.4f})")
+
+
+def verdict_line(evaluation: dict[str, Any]) -> str | None:
+  """The one-line verdict of an ``evaluation.json`` dict (None without a
+  diagnostic): best-source gain in SE and reliability against their bars."""
+  d = evaluation.get("diagnostic")
+  if not d:
+    return None
+  return (f"does the choice of source matter here? best-source gain {d['best_gain']:+.4f} "
+          f"{evaluation.get('ground_truth_metric', 'AUC')} = {d['gain_to_noise_se']:.1f} SE "
+          f"(needs > {GAIN_IN_SE:g}), ground-truth reliability {d['reliability']:.2f} "
+          f"(needs >= {MIN_RELIABILITY:g}): "
+          f"{'informative' if d['informative'] else 'NOT informative'}")

@@ -13,11 +13,12 @@ name, training epochs and images per class are kept per source.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from transferjax import io
+from transferjax.config import build
 from transferjax.data.tasks import SourceTask
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.train import zoo as zoo_lib
@@ -37,6 +38,45 @@ def write_union(path: str, members: Sequence[tuple[str, str]]) -> None:
   io.write_json(os.path.join(path, UNION_FILE),
                 {"members": [{"name": n, "path": os.path.abspath(p)}
                              for n, p in members]})
+
+
+def member_configs(zoo: Any, members: Mapping[str, Any], seed: int = 0
+                   ) -> list[tuple[str, zoo_lib.ZooConfig]]:
+  """``[(name, ZooConfig)]`` of a union's members, in ``seed_offset`` order.
+
+  Args:
+    zoo: what every member shares (a ``ZooConfig`` section without ``seed``);
+      ``num_tasks`` counts all members' sources.
+    members: ``{name: {share, seed_offset, max_per_class, epochs}}``: each member
+      takes ``round(share * num_tasks)`` sources (the first member the rest,
+      >= 1 each), ``min(member, zoo) max_per_class``, its own ``epochs`` or (None)
+      the zoo's, and the zoo seed ``100 * seed + seed_offset``.
+    seed: the union's seed (another seed draws other tasks in every member).
+
+  Raises:
+    ConfigError: fewer sources than members.
+  """
+  ordered = sorted(members.items(), key=lambda kv: kv[1]["seed_offset"])
+  total = int(zoo["num_tasks"])
+  if total < len(ordered):
+    raise ConfigError(f"--num_tasks={total}: the zoo union has {len(ordered)} members "
+                      f"({', '.join(n for n, _ in ordered)}); use at least {len(ordered)}.")
+  sizes = [max(1, round(total * m["share"])) for _, m in ordered[1:]]
+  sizes = [max(1, total - sum(sizes))] + sizes
+  cap = zoo["max_per_class"]
+  return [(name, build(zoo_lib.ZooConfig, zoo, "config.zoo", num_tasks=n,
+                       epochs=m["epochs"] or zoo["epochs"],
+                       max_per_class=(m["max_per_class"] if cap is None
+                                      else min(m["max_per_class"], cap)),
+                       seed=100 * seed + m["seed_offset"]))
+          for (name, m), n in zip(ordered, sizes)]
+
+
+def train_union(path: str, members: Sequence[tuple[str, zoo_lib.ZooConfig]]) -> None:
+  """Trains (or resumes) every member at ``<path>/<name>`` and writes the union."""
+  for name, cfg in members:
+    zoo_lib.run(cfg, os.path.join(path, name))
+  write_union(path, [(name, os.path.join(path, name)) for name, _ in members])
 
 
 def load_union(path: str) -> zoo_lib.Zoo:

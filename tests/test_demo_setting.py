@@ -1,0 +1,84 @@
+"""The main job's setting: the zoo union's members from configs/demo.py, another
+seed draws other zoo tasks and splits; bad sizes and rbm on a union fail clearly."""
+import os
+import subprocess
+import sys
+
+import types
+
+import numpy as np
+import pytest
+
+import testlib
+from transferjax import config as config_lib
+from transferjax import study
+from transferjax.errors import ConfigError
+from transferjax.train import zoo_union
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_split_seed_draws_other_splits_and_keeps_old_signatures():
+  pool = testlib.synthetic_pool()
+  base = study.StudyConfig(workdir="/tmp/unused", zoo_dir="/tmp/unused", target="syn",
+                           shots_per_class=3)
+  moved = study.StudyConfig(workdir="/tmp/unused", zoo_dir="/tmp/unused", target="syn",
+                            shots_per_class=3, split_seed=100)
+  a, b = study._split(base, pool, 0), study._split(moved, pool, 0)
+  # Same sizes, other labeled images: the draw moved, the protocol did not.
+  assert a.sizes() == b.sizes()
+  assert not np.array_equal(a.train.images, b.train.images)
+  # Split s of split_seed 100 is split 100 + s of split_seed 0.
+  np.testing.assert_array_equal(study._split(moved, pool, 1).train.images,
+                                study._split(base, pool, 101).train.images)
+  # Results made before the option existed (split_seed 0) stay reusable; another
+  # draw cannot reuse them.
+  assert "split_seed" not in study._signature(base, pool)
+  assert study._signature(moved, pool)["split_seed"] == 100
+
+
+def test_demo_refuses_fewer_sources_than_zoo_members():
+  out = subprocess.run([sys.executable, "-m", "experiments.demo", "--num_tasks=2",
+                        "--workdir=/tmp/tj_demo_bad"], cwd=ROOT,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                       capture_output=True, text=True, timeout=240)
+  assert out.returncode == 2, out.stderr[-2000:]
+  assert "--num_tasks=2" in out.stderr and "full, few, short" in out.stderr
+  assert "Traceback" not in out.stderr
+
+
+def _members(name, seed=0, **zoo):
+  cfg = config_lib.load(name)
+  for k, v in zoo.items():
+    cfg.zoo[k] = v
+  return [(n, (z.num_tasks, z.epochs, z.max_per_class, z.seed, z.max_classes,
+               z.batch_size, z.dataset))
+          for n, z in zoo_union.member_configs(cfg.zoo, cfg.members, seed)]
+
+
+def test_demo_config_members_and_seeds():
+  pool = "mnist04+scenes_pool"
+  # full: half of num_tasks, <= 50/class; few: a quarter, <= 6/class; short: a
+  # quarter, one epoch; member seeds 100 * seed + i.
+  assert _members("demo") == [("full", (8, 10, 50, 0, 20, 32, pool)),
+                              ("few", (4, 10, 6, 1, 20, 32, pool)),
+                              ("short", (4, 1, 50, 2, 20, 32, pool))]
+  assert [z[3] for _, z in _members("demo", seed=3)] == [300, 301, 302]
+  # The zoo's max_per_class caps every member; --zoo_epochs sets full and few.
+  assert _members("smoke") == [("full", (2, 1, 10, 0, 20, 32, pool)),
+                               ("few", (1, 1, 6, 1, 20, 32, pool)),
+                               ("short", (1, 1, 10, 2, 20, 32, pool))]
+  assert [z[0] for _, z in _members("demo", num_tasks=7)] == [3, 2, 2]
+  demo = config_lib.load("demo")
+  assert (demo.target, demo.shots_per_class, demo.seed) == ("faces", 12, 0)
+  assert (demo.study.num_splits, demo.study.num_seeds) == (2, 3)
+  assert "rbm" not in demo.study.methods
+  with pytest.raises(ConfigError, match="full, few, short"):
+    _members("demo", num_tasks=2)
+
+
+def test_rbm_refuses_a_zoo_union(tmp_path):
+  cfg = study.StudyConfig(workdir=str(tmp_path), zoo_dir="/tmp/some_union", target="syn",
+                          shots_per_class=3)
+  with pytest.raises(ConfigError, match="leave 'rbm' out"):
+    study._rbm_params(cfg, types.SimpleNamespace(config={}))
