@@ -1,16 +1,11 @@
-"""How many layers to transfer (``python -m experiments.layers``): depths 2 and 3."""
-from transferjax.config import to_config
-from transferjax.scoring.rank import RankJob
-from transferjax.selection.engine import SettingConfig
-from transferjax.transfer.fit import FitConfig
+"""How many layers to transfer (``python -m experiments.layers``): depths 2 and 3.
+
+The same setting as ``select.py`` (its fine-tuning protocol included); only the
+report folder differs, and ``ks`` means the depths compared."""
+from transferjax.config import load
 
 
 def get_config():
-  return to_config(dict(
-      # No fixed-epoch budgets: selection reads only the early-stopped score (as
-      # the suites do, so --reuse_finetune can read a suite's runs).
-      setting=SettingConfig(zoo="runs/zoo_spot9", ks=(2, 3),  # depths compared
-                            finetune=FitConfig(budgets=()),
-                            job=RankJob(fit=FitConfig(budgets=()))),
-      out="results/layers",  # report folder
-  ))
+  config = load("select")
+  config.out = "results/layers"  # report folder
+  return config

@@ -19,6 +19,22 @@ def _standardize(x: np.ndarray) -> np.ndarray:
   return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
+def _prepare(y, f, t, standardize: bool):
+  """float64 ``[n, d]`` blocks (``t`` None -> a constant column), without the
+  samples whose class occurs once (they have no same-class neighbour), optionally
+  z-scored. Returns ``(y [n'], f [n', d_f], t [n', d_t])``."""
+  y = np.asarray(y).reshape(-1)
+  f = np.asarray(f, np.float64).reshape(len(y), -1)
+  t = (np.zeros((len(y), 1)) if t is None
+       else np.asarray(t, np.float64).reshape(len(y), -1))
+  _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+  keep = counts[inv] > 1
+  y, f, t = y[keep], f[keep], t[keep]
+  if standardize:
+    f, t = _standardize(f), _standardize(t)
+  return y, f, t
+
+
 def _block_dist(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
   """Distances from one point a `[d]` to rows of b `[m, d]`."""
   diff = np.abs(b - a[None, :])
@@ -40,15 +56,7 @@ def cmi_knn_kdtree(y, f, t=None, *, k: int = 3, metric: str = "max",
   Returns:
     The estimate (float, nats).
   """
-  y = np.asarray(y).reshape(-1)
-  f = np.asarray(f, np.float64).reshape(len(y), -1)
-  t = (np.zeros((len(y), 1)) if t is None
-       else np.asarray(t, np.float64).reshape(len(y), -1))
-  classes, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
-  keep = counts[inv] > 1
-  y, f, t = y[keep], f[keep], t[keep]
-  if standardize:
-    f, t = _standardize(f), _standardize(t)
+  y, f, t = _prepare(y, f, t, standardize)
   n = len(y)
   p = np.inf if metric == "max" else 2.0
 
@@ -129,15 +137,7 @@ def cmi_knn_kdtree_many(y, fs, t=None, **kw) -> np.ndarray:
 def cmi_knn_bruteforce(y, f, t: Optional[np.ndarray] = None, *, k: int = 3,
                        metric: str = "max", standardize: bool = True) -> float:
   """Plain float64 O(n^2) NumPy version (small n only): the definition."""
-  y = np.asarray(y).reshape(-1)
-  f = np.asarray(f, np.float64).reshape(len(y), -1)
-  t = (np.zeros((len(y), 1)) if t is None
-       else np.asarray(t, np.float64).reshape(len(y), -1))
-  _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
-  keep = counts[inv] > 1
-  y, f, t = y[keep], f[keep], t[keep]
-  if standardize:
-    f, t = _standardize(f), _standardize(t)
+  y, f, t = _prepare(y, f, t, standardize)
 
   def dist(x):
     diff = np.abs(x[:, None, :] - x[None, :, :])
