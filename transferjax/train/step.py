@@ -127,6 +127,32 @@ def epoch_permutation(rng: jax.Array, n: jax.Array, length: int) -> jax.Array:
   return jnp.argsort(bits, stable=True).astype(jnp.int32)
 
 
+def _epoch_of(step: jax.Array, n: jax.Array, batch_size: int
+              ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(epoch, step within the epoch, steps per epoch)`` of a model's ``step``."""
+  steps_per_epoch = jnp.maximum((n + batch_size - 1) // batch_size, 1)
+  return step // steps_per_epoch, step % steps_per_epoch, steps_per_epoch
+
+
+def _padded_epoch_order(model_key: jax.Array, epoch: jax.Array,
+                        steps_per_epoch: jax.Array, n: jax.Array, length: int,
+                        batch_size: int) -> jax.Array:
+  """``[length + batch_size]`` int32: epoch ``epoch``'s permutation (drawn from
+  the key of its first step), then ``batch_size`` zeros for a short last batch."""
+  perm = epoch_permutation(jax.random.fold_in(model_key, epoch * steps_per_epoch),
+                           n, length)
+  return jnp.concatenate([perm, jnp.zeros((batch_size,), jnp.int32)])
+
+
+def _batch_from_order(order: jax.Array, within: jax.Array, n: jax.Array,
+                      batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """``(positions [b], weights [b])`` of batch ``within`` of an epoch's order."""
+  start = within * batch_size
+  positions = lax.dynamic_slice(order, (start,), (batch_size,))
+  weights = ((start + jnp.arange(batch_size)) < n).astype(jnp.float32)
+  return positions, weights
+
+
 def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: int,
                  batch_size: int) -> tuple[jax.Array, jax.Array]:
   """Positions (into the task's index array) of the batch at the model's ``step``.
@@ -138,16 +164,10 @@ def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: in
   Returns:
     ``(positions [b] int32, weights [b] float32)``.
   """
-  steps_per_epoch = jnp.maximum((n + batch_size - 1) // batch_size, 1)
-  epoch = step // steps_per_epoch
-  within = step % steps_per_epoch
-  perm = epoch_permutation(jax.random.fold_in(model_key, epoch * steps_per_epoch),
-                           n, length)
-  perm = jnp.concatenate([perm, jnp.zeros((batch_size,), jnp.int32)])
-  start = within * batch_size
-  positions = lax.dynamic_slice(perm, (start,), (batch_size,))
-  weights = ((start + jnp.arange(batch_size)) < n).astype(jnp.float32)
-  return positions, weights
+  epoch, within, steps_per_epoch = _epoch_of(step, n, batch_size)
+  order = _padded_epoch_order(model_key, epoch, steps_per_epoch, n, length,
+                              batch_size)
+  return _batch_from_order(order, within, n, batch_size)
 
 
 MODEL_LOOPS = engine.MODEL_LOOPS
@@ -195,22 +215,37 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
   engine.check_model_loop(model_loop)
   train_step = make_train_step(model, tx)
 
-  def one_model(active, state, task, model_key, t, images):
+  def one_model(active, carry, task, model_key, t, images):
+    # carry = (state, order, order_epoch): the epoch's row order is drawn once
+    # per epoch and call (a sort of the task's rows: ~4% of a CPU step if drawn
+    # every step), the same rows sample_batch gives for step t.
+    state, order, order_epoch = carry
     length = task["idx"].shape[0]
-    positions, weights = sample_batch(model_key, t, task["n"], length, batch_size)
+    epoch, within, steps_per_epoch = _epoch_of(t, task["n"], batch_size)
+    order = lax.cond(
+        epoch == order_epoch, lambda: order,
+        lambda: _padded_epoch_order(model_key, epoch, steps_per_epoch, task["n"],
+                                    length, batch_size))
+    positions, weights = _batch_from_order(order, within, task["n"], batch_size)
     state, metrics = train_step(
         state, task["idx"][positions], images, task["labels"][positions],
         task["num_classes"], jax.random.fold_in(model_key, t), active, weights)
-    return state, jnp.where(active, metrics["loss"], 0.0)
+    return (state, order, epoch), jnp.where(active, metrics["loss"], 0.0)
 
   many = engine.over_models(one_model, 2, model_loop)
 
   def run(state, tasks, model_keys, t0, images, model_active):
-    def body(state, t):
+    def body(carry, t):
       active = (t < tasks["num_steps"]) & model_active
-      return many(active, state, tasks, model_keys, t, images)
+      return many(active, carry, tasks, model_keys, t, images)
+    q, length = tasks["idx"].shape
+    # No order cached yet: epoch -1 makes every model draw its first one.
+    orders = (jnp.zeros((q, length + batch_size), jnp.int32),
+              jnp.full((q,), -1, jnp.int32))
     steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
-    return lax.scan(body, state, steps, unroll=unroll)
+    (state, _, _), losses = lax.scan(body, (state,) + orders, steps,
+                                     unroll=unroll)
+    return state, losses
 
   if model_loop == "map":  # "vmap" needs no wrapper: jit splits sharded inputs.
     run = engine.shard_over_models(
