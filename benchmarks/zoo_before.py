@@ -9,7 +9,9 @@ against after in one run (variant ``xla_vjp_map_sharded_before``):
   c_in]`` stack of shifted slices, which XLA then transposes to the matmul's
   ``[kh*kw*c_in, b*h*w]`` operand;
 * ``make_multi_step_runner``: draws every model's epoch permutation (a sort of
-  its rows) at every step.
+  its rows) at every step, and under ``"map"`` loops over steps outside and
+  models inside (each model's state sliced from and written back to the stack
+  at every step).
 
 ``formulation()`` is a context manager under which ``cnn`` traces the old
 kernel gradient (trace inside it; the compiled program keeps it).

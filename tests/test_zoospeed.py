@@ -1,8 +1,9 @@
 """The faster CPU zoo step gives bit-identical numbers (docs/notes/zoospeed.md).
 
-Two formulations changed for speed only: the ``xla_vjp`` kernel gradient builds
-its matmul operand channel-major, and the multi-step runner draws a model's
-epoch order once per epoch and call instead of at every step. The previous ones
+Formulations changed for speed only: the ``xla_vjp`` kernel gradient builds
+its matmul operand channel-major; the multi-step runner draws a model's epoch
+order once per epoch and call instead of at every step, and under ``"map"``
+runs each model's steps of a call back to back (models outer, steps inner). The previous ones
 live in ``benchmarks/zoo_before.py``; here a small zoo is trained both ways --
 sharded ``lax.map`` (the CPU path) and ``vmap`` -- across epoch boundaries,
 short last batches, models that finish early and a stopped model, and every

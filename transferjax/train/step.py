@@ -190,9 +190,10 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
 
   ``model_loop="vmap"`` batches the models (one batched op per layer: the
   accelerator path). ``"map"`` loops over them inside the compiled program
-  (``lax.map``): every op is a single-model op, so convolutions stay plain
-  (Eigen) convolutions on XLA:CPU instead of grouped ones, and an inactive model
-  skips its step (``lax.cond``) instead of computing it and discarding it.
+  (``lax.map``), each model taking all of the call's steps in turn: every op is
+  a single-model op, so convolutions stay plain convolutions on XLA:CPU instead
+  of grouped ones, and an inactive model skips its steps (``lax.cond``) instead
+  of computing them and discarding them.
   Both give model i the same result as ``make_train_step`` alone (to float
   rounding). With ``mesh`` (a 1-D ``("models",)`` mesh of several devices) and
   ``"map"``, each device loops over its own share of the models (``shard_map``:
@@ -232,20 +233,40 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
         task["num_classes"], jax.random.fold_in(model_key, t), active, weights)
     return (state, order, epoch), jnp.where(active, metrics["loss"], 0.0)
 
-  many = engine.over_models(one_model, 2, model_loop)
+  def no_order(length):  # Epoch -1: the first step draws the model's order.
+    return jnp.zeros((length + batch_size,), jnp.int32), jnp.int32(-1)
 
-  def run(state, tasks, model_keys, t0, images, model_active):
-    def body(carry, t):
-      active = (t < tasks["num_steps"]) & model_active
-      return many(active, carry, tasks, model_keys, t, images)
-    q, length = tasks["idx"].shape
-    # No order cached yet: epoch -1 makes every model draw its first one.
-    orders = (jnp.zeros((q, length + batch_size), jnp.int32),
-              jnp.full((q,), -1, jnp.int32))
-    steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
-    (state, _, _), losses = lax.scan(body, (state,) + orders, steps,
-                                     unroll=unroll)
-    return state, losses
+  if model_loop == "vmap":  # Steps outer, one batched op per layer and step.
+    many = engine.over_models(one_model, 2, "vmap")
+
+    def run(state, tasks, model_keys, t0, images, model_active):
+      def body(carry, t):
+        active = (t < tasks["num_steps"]) & model_active
+        return many(active, carry, tasks, model_keys, t, images)
+      orders = jax.vmap(lambda _: no_order(tasks["idx"].shape[1]))(tasks["n"])
+      steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
+      (state, _, _), losses = lax.scan(body, (state,) + orders, steps,
+                                       unroll=unroll)
+      return state, losses
+  else:
+    # Models outer: each model runs all of the call's steps before the next
+    # (the same ops per step), so its state is sliced from and written back to
+    # the stack once per call instead of at every step (docs/notes/zoospeed.md).
+    def one_call(active, state, task, model_key, t0, images):
+      def body(carry, t):
+        return lax.cond(t < task["num_steps"],
+                        lambda c: one_model(active, c, task, model_key, t, images),
+                        lambda c: (c, jnp.float32(0.0)), carry)
+      steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
+      (state, _, _), losses = lax.scan(
+          body, (state,) + no_order(task["idx"].shape[0]), steps, unroll=unroll)
+      return state, losses
+
+    many = engine.over_models(one_call, 2, "map")
+
+    def run(state, tasks, model_keys, t0, images, model_active):
+      state, losses = many(model_active, state, tasks, model_keys, t0, images)
+      return state, losses.T
 
   if model_loop == "map":  # "vmap" needs no wrapper: jit splits sharded inputs.
     run = engine.shard_over_models(
