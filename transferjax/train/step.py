@@ -253,10 +253,16 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
     # (the same ops per step), so its state is sliced from and written back to
     # the stack once per call instead of at every step (docs/notes/zoospeed.md).
     def one_call(active, state, task, model_key, t0, images):
+      # over_models("map") runs one_call only for an active model; a literal
+      # True inside the step's branch lets XLA drop train_step's keep-old-state
+      # select (passed in from outside it would reach the branch as an operand).
+      del active
+
       def body(carry, t):
-        return lax.cond(t < task["num_steps"],
-                        lambda c: one_model(active, c, task, model_key, t, images),
-                        lambda c: (c, jnp.float32(0.0)), carry)
+        return lax.cond(
+            t < task["num_steps"],
+            lambda c: one_model(jnp.bool_(True), c, task, model_key, t, images),
+            lambda c: (c, jnp.float32(0.0)), carry)
       steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
       (state, _, _), losses = lax.scan(
           body, (state,) + no_order(task["idx"].shape[0]), steps, unroll=unroll)
