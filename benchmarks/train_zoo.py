@@ -29,6 +29,11 @@ Variants (``--variants``, first = the ratio's reference):
                ``transferjax.cli.use_cpu_cores``, as every experiments.* entry
                point does), each core looping over its share of the models.
                This is the zoo trainer's default CPU path.
+  xla_vjp_map_sharded_before  xla_vjp_map_sharded with the step as it was
+               before docs/notes/zoospeed.md (benchmarks/zoo_before.py: the
+               kernel gradient's operand stacked then transposed, the epoch
+               order drawn every step); same numbers, so before vs after
+               in one run
   bf16_map     xla_vjp_map in bfloat16 (``compute_dtype``)
   seq_xla      a Python loop over models of one jitted single-model step with
                nn.Conv semantics and nn.max_pool (the plain per-model baseline;
@@ -75,6 +80,7 @@ down the list. Numbers: docs/notes/speed.md.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -87,7 +93,7 @@ import numpy as np
 from absl import app, flags
 from jax.sharding import Mesh
 
-from benchmarks import torch_zoo
+from benchmarks import torch_zoo, zoo_before
 from transferjax import cli
 from transferjax.models import make_cnn, pallas_conv
 from transferjax.train import step as step_lib
@@ -119,6 +125,7 @@ VARIANTS = {
     "xla_vjp_map": ("xla_vjp", "reshape", "map", "float32"),
     "xla_vjp_vmap": ("xla_vjp", "reshape", "vmap", "float32"),
     "xla_vjp_map_sharded": ("xla_vjp", "reshape", "map_sharded", "float32"),
+    "xla_vjp_map_sharded_before": ("xla_vjp", "reshape", "map_sharded", "float32"),
     "bf16_map": ("xla_vjp", "reshape", "map", "bfloat16"),
     "seq_xla": ("xla", "flax", "seq", "float32"),
     "seq_fast": ("xla_vjp", "reshape", "seq", "float32"),
@@ -141,6 +148,8 @@ VARIANTS = {
 }
 # Variants compiled under jax.default_matmul_precision(...) (others: default).
 PRECISION = {"pool_hi": "highest"}
+# Variants built from benchmarks/zoo_before.py (the step before zoospeed.md).
+BEFORE = {"xla_vjp_map_sharded_before"}
 # Variants traced under pallas_conv.tiling(...) (others: its defaults).
 TILING = {"pallas64_vmap": {"tile_rows": 64}, "pallas256_vmap": {"tile_rows": 256}}
 
@@ -198,13 +207,17 @@ class _Stacked:
         jax.random.split(jax.random.PRNGKey(1), q))
     # map_sharded: the trainer's CPU path, the models split over all devices.
     mesh = Mesh(np.array(jax.devices()), ("models",)) if loop == "map_sharded" else None
-    runner = step_lib.make_multi_step_runner(
+    before = name in BEFORE
+    make_runner = (zoo_before.make_multi_step_runner if before
+                   else step_lib.make_multi_step_runner)
+    runner = make_runner(
         model, tx, FLAGS.batch_size, FLAGS.steps_per_call, FLAGS.unroll,
         "map" if loop == "map_sharded" else loop, mesh)
     self.active = jnp.ones((q,), bool)
     t = time.time()
     with (jax.default_matmul_precision(PRECISION.get(name, None)),
-          pallas_conv.tiling(**TILING.get(name, {}))):
+          pallas_conv.tiling(**TILING.get(name, {})),
+          zoo_before.formulation() if before else contextlib.nullcontext()):
       self.run = runner.lower(self.state, self.tasks, self.keys, jnp.int32(0),
                               self.base, self.active).compile()
     self.compile_s = time.time() - t

@@ -162,17 +162,24 @@ def _conv_kernel_grad(x, g, kernel_shape):
 
   ``dk[i, j, c, o] = sum_{b, y, x} xp[b, y + i, x + j, c] * g[b, y, x, o]``: the
   ``kh * kw`` shifted slices of the padded input stacked on a new leading axis
-  (a plain copy, unlike a channel concat) and ONE matmul ``[kh*kw*c_in, b*h*w] @
-  [b*h*w, c_out]``. On XLA:CPU this is 1.7x the explicit VALID convolution with
-  the batch as the contracted channel (2.6 vs 4.5 ms per model-step for conv2,
-  docs/notes/speed.md) and 1.4x nine separate matmuls.
+  and ONE matmul ``[kh*kw*c_in, b*h*w] @ [b*h*w, c_out]``. On XLA:CPU this is
+  1.7x the explicit VALID convolution with the batch as the contracted channel
+  (2.6 vs 4.5 ms per model-step for conv2, docs/notes/speed.md) and 1.4x nine
+  separate matmuls.
+
+  The input is moved to channel-major ``[c_in, b, h, w]`` before it is padded
+  and sliced, so the slices stack straight into the matmul's ``[kh*kw*c_in,
+  b*h*w]`` operand: XLA writes it in one pass instead of stacking ``[kh*kw, b,
+  h, w, c_in]`` and then transposing that 9x larger array (the matmul and its
+  numbers are unchanged; docs/notes/zoospeed.md).
   """
   kh, kw = kernel_shape[:2]
   h, w = x.shape[1], x.shape[2]
-  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
-  shifted = jnp.stack([xp[:, i:i + h, j:j + w, :]
-                       for i in range(kh) for j in range(kw)])  # [kh*kw, b, h, w, c]
-  dk = jnp.einsum("kbhwc,bhwo->kco", shifted, g)
+  xt = jnp.pad(jnp.moveaxis(x, -1, 0),
+               ((0, 0), (0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)))
+  shifted = jnp.stack([xt[:, :, i:i + h, j:j + w]
+                       for i in range(kh) for j in range(kw)])  # [kh*kw, c, b, h, w]
+  dk = jnp.einsum("kcbhw,bhwo->kco", shifted, g)
   return dk.reshape(kernel_shape)
 
 

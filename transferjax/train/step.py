@@ -127,6 +127,32 @@ def epoch_permutation(rng: jax.Array, n: jax.Array, length: int) -> jax.Array:
   return jnp.argsort(bits, stable=True).astype(jnp.int32)
 
 
+def _epoch_of(step: jax.Array, n: jax.Array, batch_size: int
+              ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """``(epoch, step within the epoch, steps per epoch)`` of a model's ``step``."""
+  steps_per_epoch = jnp.maximum((n + batch_size - 1) // batch_size, 1)
+  return step // steps_per_epoch, step % steps_per_epoch, steps_per_epoch
+
+
+def _padded_epoch_order(model_key: jax.Array, epoch: jax.Array,
+                        steps_per_epoch: jax.Array, n: jax.Array, length: int,
+                        batch_size: int) -> jax.Array:
+  """``[length + batch_size]`` int32: epoch ``epoch``'s permutation (drawn from
+  the key of its first step), then ``batch_size`` zeros for a short last batch."""
+  perm = epoch_permutation(jax.random.fold_in(model_key, epoch * steps_per_epoch),
+                           n, length)
+  return jnp.concatenate([perm, jnp.zeros((batch_size,), jnp.int32)])
+
+
+def _batch_from_order(order: jax.Array, within: jax.Array, n: jax.Array,
+                      batch_size: int) -> tuple[jax.Array, jax.Array]:
+  """``(positions [b], weights [b])`` of batch ``within`` of an epoch's order."""
+  start = within * batch_size
+  positions = lax.dynamic_slice(order, (start,), (batch_size,))
+  weights = ((start + jnp.arange(batch_size)) < n).astype(jnp.float32)
+  return positions, weights
+
+
 def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: int,
                  batch_size: int) -> tuple[jax.Array, jax.Array]:
   """Positions (into the task's index array) of the batch at the model's ``step``.
@@ -138,16 +164,10 @@ def sample_batch(model_key: jax.Array, step: jax.Array, n: jax.Array, length: in
   Returns:
     ``(positions [b] int32, weights [b] float32)``.
   """
-  steps_per_epoch = jnp.maximum((n + batch_size - 1) // batch_size, 1)
-  epoch = step // steps_per_epoch
-  within = step % steps_per_epoch
-  perm = epoch_permutation(jax.random.fold_in(model_key, epoch * steps_per_epoch),
-                           n, length)
-  perm = jnp.concatenate([perm, jnp.zeros((batch_size,), jnp.int32)])
-  start = within * batch_size
-  positions = lax.dynamic_slice(perm, (start,), (batch_size,))
-  weights = ((start + jnp.arange(batch_size)) < n).astype(jnp.float32)
-  return positions, weights
+  epoch, within, steps_per_epoch = _epoch_of(step, n, batch_size)
+  order = _padded_epoch_order(model_key, epoch, steps_per_epoch, n, length,
+                              batch_size)
+  return _batch_from_order(order, within, n, batch_size)
 
 
 MODEL_LOOPS = engine.MODEL_LOOPS
@@ -170,9 +190,10 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
 
   ``model_loop="vmap"`` batches the models (one batched op per layer: the
   accelerator path). ``"map"`` loops over them inside the compiled program
-  (``lax.map``): every op is a single-model op, so convolutions stay plain
-  (Eigen) convolutions on XLA:CPU instead of grouped ones, and an inactive model
-  skips its step (``lax.cond``) instead of computing it and discarding it.
+  (``lax.map``), each model taking all of the call's steps in turn: every op is
+  a single-model op, so convolutions stay plain convolutions on XLA:CPU instead
+  of grouped ones, and an inactive model skips its steps (``lax.cond``) instead
+  of computing them and discarding them.
   Both give model i the same result as ``make_train_step`` alone (to float
   rounding). With ``mesh`` (a 1-D ``("models",)`` mesh of several devices) and
   ``"map"``, each device loops over its own share of the models (``shard_map``:
@@ -195,22 +216,63 @@ def make_multi_step_runner(model, tx: optax.GradientTransformation, batch_size: 
   engine.check_model_loop(model_loop)
   train_step = make_train_step(model, tx)
 
-  def one_model(active, state, task, model_key, t, images):
+  def one_model(active, carry, task, model_key, t, images):
+    # carry = (state, order, order_epoch): the epoch's row order is drawn once
+    # per epoch and call (a sort of the task's rows: ~4% of a CPU step if drawn
+    # every step), the same rows sample_batch gives for step t.
+    state, order, order_epoch = carry
     length = task["idx"].shape[0]
-    positions, weights = sample_batch(model_key, t, task["n"], length, batch_size)
+    epoch, within, steps_per_epoch = _epoch_of(t, task["n"], batch_size)
+    order = lax.cond(
+        epoch == order_epoch, lambda: order,
+        lambda: _padded_epoch_order(model_key, epoch, steps_per_epoch, task["n"],
+                                    length, batch_size))
+    positions, weights = _batch_from_order(order, within, task["n"], batch_size)
     state, metrics = train_step(
         state, task["idx"][positions], images, task["labels"][positions],
         task["num_classes"], jax.random.fold_in(model_key, t), active, weights)
-    return state, jnp.where(active, metrics["loss"], 0.0)
+    return (state, order, epoch), jnp.where(active, metrics["loss"], 0.0)
 
-  many = engine.over_models(one_model, 2, model_loop)
+  def no_order(length):  # Epoch -1: the first step draws the model's order.
+    return jnp.zeros((length + batch_size,), jnp.int32), jnp.int32(-1)
 
-  def run(state, tasks, model_keys, t0, images, model_active):
-    def body(state, t):
-      active = (t < tasks["num_steps"]) & model_active
-      return many(active, state, tasks, model_keys, t, images)
-    steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
-    return lax.scan(body, state, steps, unroll=unroll)
+  if model_loop == "vmap":  # Steps outer, one batched op per layer and step.
+    many = engine.over_models(one_model, 2, "vmap")
+
+    def run(state, tasks, model_keys, t0, images, model_active):
+      def body(carry, t):
+        active = (t < tasks["num_steps"]) & model_active
+        return many(active, carry, tasks, model_keys, t, images)
+      orders = jax.vmap(lambda _: no_order(tasks["idx"].shape[1]))(tasks["n"])
+      steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
+      (state, _, _), losses = lax.scan(body, (state,) + orders, steps,
+                                       unroll=unroll)
+      return state, losses
+  else:
+    # Models outer: each model runs all of the call's steps before the next
+    # (the same ops per step), so its state is sliced from and written back to
+    # the stack once per call instead of at every step (docs/notes/zoospeed.md).
+    def one_call(active, state, task, model_key, t0, images):
+      # over_models("map") runs one_call only for an active model; a literal
+      # True inside the step's branch lets XLA drop train_step's keep-old-state
+      # select (passed in from outside it would reach the branch as an operand).
+      del active
+
+      def body(carry, t):
+        return lax.cond(
+            t < task["num_steps"],
+            lambda c: one_model(jnp.bool_(True), c, task, model_key, t, images),
+            lambda c: (c, jnp.float32(0.0)), carry)
+      steps = t0 + jnp.arange(steps_per_call, dtype=jnp.int32)
+      (state, _, _), losses = lax.scan(
+          body, (state,) + no_order(task["idx"].shape[0]), steps, unroll=unroll)
+      return state, losses
+
+    many = engine.over_models(one_call, 2, "map")
+
+    def run(state, tasks, model_keys, t0, images, model_active):
+      state, losses = many(model_active, state, tasks, model_keys, t0, images)
+      return state, losses.T
 
   if model_loop == "map":  # "vmap" needs no wrapper: jit splits sharded inputs.
     run = engine.shard_over_models(
