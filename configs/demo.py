@@ -38,13 +38,17 @@ def get_config():
                    short=_member(0.25, 2, 50, epochs=1)),
       target="faces",
       shots_per_class=12,
+      # Share of the labeled images held out for early stopping (D_v), for the
+      # ranking's target nets and the fine-tuning alike.
+      val_fraction=0.15,
       evaluate=True,  # also fine-tune every source and evaluate the ranking
       job=RankJob(folds=4, rank=RankConfig(method="cmi_knn"), fit=fit),
-      # The rest of the StudyConfig (target, shots, fit, job and the seeds come
-      # from above). No "rbm": it trains on one source pool, a union has one
-      # per member.
+      # The rest of the StudyConfig (target, shots, validation share, fit, job
+      # and the seeds come from above). No "rbm": it trains on one source pool,
+      # a union has one per member.
       study=section(StudyConfig, drop=("workdir", "zoo_dir", "target", "shots_per_class",
-                                       "finetune", "job", "seed", "split_seed"),
+                                       "val_fraction", "finetune", "job", "seed",
+                                       "split_seed"),
                     max_test_per_class=200, num_splits=2, num_seeds=3,
                     finetune_chunk=128,
                     methods=("cmi_knn", "mi_knn", "knn_accuracy", "source_train_acc",

@@ -43,9 +43,12 @@ config_cli.define("smoke", flags.DEFINE_bool,
                   "Tiny run (seconds): configs/smoke.py.")
 config_cli.define("max_test_per_class", flags.DEFINE_integer,
                   "Test images per class (cap).")
+config_cli.define("val_fraction", flags.DEFINE_float,
+                  "Share of the labeled images held out for early stopping.")
 config_cli.use("demo", {
     "workdir": "workdir", "num_tasks": "zoo.num_tasks", "zoo_epochs": "zoo.epochs",
     "pool": "zoo.dataset", "target": "target", "shots_per_class": "shots_per_class",
+    "val_fraction": "val_fraction",
     "num_splits": "study.num_splits", "num_seeds": "study.num_seeds",
     "max_test_per_class": "study.max_test_per_class", "seed": "seed",
     "evaluate": "evaluate"}, selectors={"smoke": lambda on: "smoke" if on else None})
@@ -65,13 +68,14 @@ def main(argv):
         "per class, cross-fitted)")
   rank_run(RankRunConfig(zoo=zoo_dir, target=cfg.target, workdir=f"{cfg.workdir}/rank",
                          split_seed=split_seed, shots_per_class=cfg.shots_per_class,
-                         job=job))
+                         val_fraction=cfg.val_fraction, job=job))
   if not cfg.evaluate:
     return
   print("[3/3] ground truth (fine-tune every source) and evaluation")
   study = build(StudyConfig, cfg.study, "config.study", workdir=f"{cfg.workdir}/study",
                 zoo_dir=zoo_dir, target=cfg.target, shots_per_class=cfg.shots_per_class,
-                finetune=job.fit, job=job, seed=cfg.seed, split_seed=split_seed)
+                val_fraction=cfg.val_fraction, finetune=job.fit, job=job, seed=cfg.seed,
+                split_seed=split_seed)
   result = run_study(study)
   print(summary_table(result))
   line = diagnostic.verdict_line(result.evaluation)
