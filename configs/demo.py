@@ -1,6 +1,7 @@
 """The main job (``python -m experiments.demo``): a 16-source zoo union on a mixed
 pool (well-trained, few-image and one-epoch sources), ranked for the few-shot
-target faces, then checked against fine-tuning (docs/notes/demo.md)."""
+target faces, then checked against fine-tuning (docs/notes/demo.md,
+docs/notes/demo3.md)."""
 from ml_collections import config_dict
 
 from transferjax.config import section, to_config
@@ -37,10 +38,12 @@ def get_config():
       members=dict(full=_member(0.5, 0, 50), few=_member(0.25, 1, 6),
                    short=_member(0.25, 2, 50, epochs=1)),
       target="faces",
-      shots_per_class=12,
+      shots_per_class=16,
       # Share of the labeled images held out for early stopping (D_v), for the
-      # ranking's target nets and the fine-tuning alike.
-      val_fraction=0.15,
+      # ranking's target nets and the fine-tuning alike: 4 of the 16 per class.
+      # The default 15% would leave 2 per class, too few for early stopping to
+      # mean anything (single runs stop at a noise minimum and collapse).
+      val_fraction=0.25,
       evaluate=True,  # also fine-tune every source and evaluate the ranking
       job=RankJob(folds=4, rank=RankConfig(method="cmi_knn"), fit=fit),
       # The rest of the StudyConfig (target, shots, validation share, fit, job

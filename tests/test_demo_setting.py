@@ -12,6 +12,7 @@ import pytest
 import testlib
 from transferjax import config as config_lib
 from transferjax import study
+from transferjax.data import Dataset, paper_split
 from transferjax.errors import ConfigError
 from transferjax.train import zoo_union
 
@@ -70,7 +71,15 @@ def test_demo_config_members_and_seeds():
                                ("short", (1, 1, 10, 2, 20, 32, pool))]
   assert [z[0] for _, z in _members("demo", num_tasks=7)] == [3, 2, 2]
   demo = config_lib.load("demo")
-  assert (demo.target, demo.shots_per_class, demo.seed) == ("faces", 12, 0)
+  assert (demo.target, demo.shots_per_class, demo.seed) == ("faces", 16, 0)
+  # 16 labeled images per class: 12 train, 4 for early stopping.
+  pool = testlib.synthetic_pool()
+  twice = Dataset(np.concatenate([pool.images] * 2), np.concatenate([pool.labels] * 2),
+                  pool.class_names, "syn")
+  split = paper_split(twice, shots_per_class=demo.shots_per_class,
+                      val_fraction=demo.val_fraction)
+  assert np.bincount(split.train.labels).tolist() == [12] * 6
+  assert np.bincount(split.val.labels).tolist() == [4] * 6
   assert (demo.study.num_splits, demo.study.num_seeds) == (2, 3)
   assert "rbm" not in demo.study.methods
   with pytest.raises(ConfigError, match="full, few, short"):
