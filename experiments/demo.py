@@ -13,10 +13,10 @@ faces vs non-faces; 16 labeled images per class, 12 to train and 4 for early
 stopping; test AUC), which no source saw. The setting was chosen by the
 transfer-matters diagnostic alone: informative with the default seed (best gain
 9.2 SE, reliability 0.92) and with seeds 1-3 (4.4, 5.0, 4.1 SE; reliability
-0.87, 0.83, 0.91), not with the unseen seeds 4 and 5 (saturated; sources
-reordering between splits), where the previous 12-shot preset is; its
-reliability is over fine-tuning seeds on the run's two splits, and new splits
-agree less (docs/notes/demo3.md). Expected result:
+0.87, 0.83, 0.91); of the unseen seeds 4-7 on 2 (the previous 12-shot preset:
+3), so it is not clearly more robust; its reliability is over fine-tuning
+seeds on the run's two splits, and new splits agree less (docs/notes/demo3.md).
+Expected result:
 a top-10 ranking table of the zoo's sources by I(Y; F | T)
 (``runs/demo/rank/ranking.json``), then the ground truth (every source
 fine-tuned on the target, 2 splits x 3 seeds) with the transfer-matters
