@@ -1,6 +1,7 @@
 """The main job (``python -m experiments.demo``): a 16-source zoo union on a mixed
 pool (well-trained, few-image and one-epoch sources), ranked for the few-shot
-target faces, then checked against fine-tuning (docs/notes/demo.md)."""
+target faces, then checked against fine-tuning (docs/notes/demo.md,
+docs/notes/demo3.md)."""
 from ml_collections import config_dict
 
 from transferjax.config import section, to_config
@@ -37,14 +38,20 @@ def get_config():
       members=dict(full=_member(0.5, 0, 50), few=_member(0.25, 1, 6),
                    short=_member(0.25, 2, 50, epochs=1)),
       target="faces",
-      shots_per_class=12,
+      shots_per_class=16,
+      # Share of the labeled images held out for early stopping (D_v), for the
+      # ranking's target nets and the fine-tuning alike: 4 of the 16 per class.
+      # The default 15% would leave 2 per class, too few for early stopping to
+      # mean anything (single runs stop at a noise minimum and collapse).
+      val_fraction=0.25,
       evaluate=True,  # also fine-tune every source and evaluate the ranking
       job=RankJob(folds=4, rank=RankConfig(method="cmi_knn"), fit=fit),
-      # The rest of the StudyConfig (target, shots, fit, job and the seeds come
-      # from above). No "rbm": it trains on one source pool, a union has one
-      # per member.
+      # The rest of the StudyConfig (target, shots, validation share, fit, job
+      # and the seeds come from above). No "rbm": it trains on one source pool,
+      # a union has one per member.
       study=section(StudyConfig, drop=("workdir", "zoo_dir", "target", "shots_per_class",
-                                       "finetune", "job", "seed", "split_seed"),
+                                       "val_fraction", "finetune", "job", "seed",
+                                       "split_seed"),
                     max_test_per_class=200, num_splits=2, num_seeds=3,
                     finetune_chunk=128,
                     methods=("cmi_knn", "mi_knn", "knn_accuracy", "source_train_acc",

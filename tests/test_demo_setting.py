@@ -12,6 +12,7 @@ import pytest
 import testlib
 from transferjax import config as config_lib
 from transferjax import study
+from transferjax.data import Dataset, paper_split
 from transferjax.errors import ConfigError
 from transferjax.train import zoo_union
 
@@ -70,7 +71,15 @@ def test_demo_config_members_and_seeds():
                                ("short", (1, 1, 10, 2, 20, 32, pool))]
   assert [z[0] for _, z in _members("demo", num_tasks=7)] == [3, 2, 2]
   demo = config_lib.load("demo")
-  assert (demo.target, demo.shots_per_class, demo.seed) == ("faces", 12, 0)
+  assert (demo.target, demo.shots_per_class, demo.seed) == ("faces", 16, 0)
+  # 16 labeled images per class: 12 train, 4 for early stopping.
+  pool = testlib.synthetic_pool()
+  twice = Dataset(np.concatenate([pool.images] * 2), np.concatenate([pool.labels] * 2),
+                  pool.class_names, "syn")
+  split = paper_split(twice, shots_per_class=demo.shots_per_class,
+                      val_fraction=demo.val_fraction)
+  assert np.bincount(split.train.labels).tolist() == [12] * 6
+  assert np.bincount(split.val.labels).tolist() == [4] * 6
   assert (demo.study.num_splits, demo.study.num_seeds) == (2, 3)
   assert "rbm" not in demo.study.methods
   with pytest.raises(ConfigError, match="full, few, short"):
@@ -82,3 +91,41 @@ def test_rbm_refuses_a_zoo_union(tmp_path):
                           shots_per_class=3)
   with pytest.raises(ConfigError, match="leave 'rbm' out"):
     study._rbm_params(cfg, types.SimpleNamespace(config={}))
+
+
+def test_val_fraction_sizes_the_validation_set_and_keeps_old_signatures():
+  pool = testlib.synthetic_pool()  # 12 images per class
+  kw = dict(workdir="/tmp/unused", zoo_dir="/tmp/unused", target="syn", shots_per_class=9)
+  base = study.StudyConfig(**kw)
+  wide = study.StudyConfig(**kw, val_fraction=1 / 3)
+  # 9 shots: the default 15% gives the floor of 2 validation images per class,
+  # a third gives 3; the labeled total and the test set do not move.
+  a, b = study._split(base, pool, 0), study._split(wide, pool, 0)
+  assert (a.train.num_examples, a.val.num_examples) == (6 * 7, 6 * 2)
+  assert (b.train.num_examples, b.val.num_examples) == (6 * 6, 6 * 3)
+  np.testing.assert_array_equal(np.bincount(b.val.labels), [3] * 6)
+  assert a.test.num_examples == b.test.num_examples
+  # Default: old signatures unchanged (their results stay reusable); another
+  # validation share cannot reuse them.
+  assert "val_fraction" not in study._signature(base, pool)
+  assert study._signature(wide, pool)["val_fraction"] == pytest.approx(1 / 3)
+
+
+def test_rank_run_splits_with_its_val_fraction(monkeypatch, tmp_path):
+  from transferjax.scoring import job as job_lib
+  seen = {}
+
+  class Stop(Exception):
+    pass
+
+  def fake_split(target, **kwargs):
+    seen.update(kwargs)
+    raise Stop
+
+  monkeypatch.setattr(job_lib, "open_zoo", lambda path: types.SimpleNamespace(image_size=20))
+  monkeypatch.setattr(job_lib, "load_target_for_zoo", lambda *a, **k: None)
+  monkeypatch.setattr(job_lib, "paper_split", fake_split)
+  with pytest.raises(Stop):
+    job_lib.run(job_lib.RankRunConfig(zoo="/tmp/z", workdir=str(tmp_path / "rank"),
+                                      shots_per_class=12, val_fraction=1 / 3))
+  assert seen["val_fraction"] == pytest.approx(1 / 3) and seen["shots_per_class"] == 12

@@ -33,7 +33,8 @@ import numpy as np
 
 from transferjax.provenance import provenance
 from transferjax import io as tio
-from transferjax.data import DEFAULT_FRACTION, paper_split, split_sizes_report
+from transferjax.data import (DEFAULT_FRACTION, DEFAULT_VAL_FRACTION, paper_split,
+                              split_sizes_report)
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.job import load_target_for_zoo, open_zoo
 from transferjax.scoring.methods import (DEFAULT_EVAL_METHODS, RankConfig,
@@ -57,6 +58,8 @@ class StudyConfig:
     shots_per_class: few-shot ``D_a``: this many labeled images of every class
       (overrides ``num_labeled`` and ``fraction``).
     max_test_per_class: cap on ``D_e`` per class (None: the rest of the data).
+    val_fraction: share of the labeled images held out for early stopping
+      (``D_v``; at least 2 per class).
     gt_metric: ground-truth score (``transfer.gt_metrics``): ``"auto"`` is
       test AUC for binary targets and top-1 accuracy for multi-class ones.
     num_splits: target splits (seeds ``split_seed .. split_seed + num_splits - 1``)
@@ -90,6 +93,7 @@ class StudyConfig:
   seed: int = 0
   finetune_chunk: int = 64
   split_seed: int = 0
+  val_fraction: float = DEFAULT_VAL_FRACTION
 
   def __post_init__(self):
     check_methods(self.methods)
@@ -100,7 +104,8 @@ class StudyConfig:
 def _split(cfg: StudyConfig, target, s: int):
   return paper_split(target, fraction=cfg.fraction, num_labeled=cfg.num_labeled,
                      seed=cfg.split_seed + s, shots_per_class=cfg.shots_per_class,
-                     max_test_per_class=cfg.max_test_per_class)
+                     max_test_per_class=cfg.max_test_per_class,
+                     val_fraction=cfg.val_fraction)
 
 
 def _fingerprint(target) -> str:
@@ -124,6 +129,8 @@ def _signature(cfg: StudyConfig, target) -> dict:
       sig[name] = getattr(cfg, name)
   if cfg.split_seed:
     sig["split_seed"] = cfg.split_seed
+  if cfg.val_fraction != DEFAULT_VAL_FRACTION:
+    sig["val_fraction"] = cfg.val_fraction
   if cfg.gt_metric != "auto":
     sig["gt_metric"] = cfg.gt_metric
   return sig

@@ -164,6 +164,9 @@ def _allocate(counts: np.ndarray, total: int) -> np.ndarray:
 # transfer, evaluate, demo) and the notebook use it unless --num_labeled or
 # --fraction says otherwise.
 DEFAULT_FRACTION = 0.05
+# Share of D_a held out as D_v (early stopping): the paper's 15%. Few-shot
+# targets with few labeled images per class may want more (docs/notes/demo3.md).
+DEFAULT_VAL_FRACTION = 0.15
 
 
 def _split_counts(counts: np.ndarray, num_labeled: int, val_fraction: float):
@@ -172,7 +175,8 @@ def _split_counts(counts: np.ndarray, num_labeled: int, val_fraction: float):
   return labeled, labeled - val, val
 
 
-def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION, val_fraction: float = 0.15,
+def paper_split(ds: Dataset, *, fraction: float = DEFAULT_FRACTION,
+                val_fraction: float = DEFAULT_VAL_FRACTION,
                 seed: int = 0, num_labeled: int | None = None,
                 min_val_per_class: int = 2, shots_per_class: int | None = None,
                 max_test_per_class: int | None = None) -> TargetSplit:

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 from transferjax import io as tio
-from transferjax.data import (DEFAULT_FRACTION, load_target, paper_split,
+from transferjax.data import (DEFAULT_FRACTION, DEFAULT_VAL_FRACTION, load_target, paper_split,
                               split_sizes_report)
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.informative import ranking_warnings
@@ -37,6 +37,8 @@ class RankRunConfig:
     job: protocol, folds, ranking and target-net settings.
     shots_per_class: few-shot ``D_a`` (this many labeled images per class;
       overrides ``fraction`` and ``num_labeled``).
+    val_fraction: share of the labeled images held out for early stopping
+      (``D_v``; at least 2 per class).
   """
   zoo: str
   target: str = "mnist:4,9"
@@ -47,6 +49,7 @@ class RankRunConfig:
   split_seed: int = 0
   job: RankJob = RankJob()
   shots_per_class: int | None = None
+  val_fraction: float = DEFAULT_VAL_FRACTION
 
 
 def load_target_for_zoo(target: str, zoo, image_size: int | None, **options):
@@ -88,7 +91,8 @@ def run(config: RankRunConfig) -> dict:
   target = load_target_for_zoo(config.target, zoo, config.image_size)
   split = paper_split(target, fraction=config.fraction,
                       num_labeled=config.num_labeled, seed=config.split_seed,
-                      shots_per_class=config.shots_per_class)
+                      shots_per_class=config.shots_per_class,
+                      val_fraction=config.val_fraction)
   logging.info("target %s: %s", config.target, split_sizes_report(split))
   scores, inp, scoring = score_zoo(zoo, split, config.job)
   method = config.job.rank.method
