@@ -7,7 +7,7 @@ import testlib
 from transferjax.data import load_target, paper_split
 from transferjax.data.container import Dataset
 from transferjax.data.splits import class_subset
-from transferjax.errors import ConfigError, DataError
+from transferjax.errors import ConfigError, DataError, EstimatorError
 from transferjax.evaluation import diagnostic, suite_board
 from transferjax.transfer import gt_metrics
 
@@ -135,3 +135,26 @@ def test_method_search_chooses_on_dev_and_confirms_only_a_real_lead():
   with pytest.raises(ValueError, match="choose_from"):
     method_search.choose_and_confirm(recs, [], pool_size=8, num_pools=20,
                                      choose_from="best")
+
+
+def test_split_level_reliability_counts_source_by_split_interaction_as_noise():
+  """Sources whose order is set by the labeled draw (a source x split effect
+  shared by every seed of a split) look reliable to halves of the runs but not
+  to halves of the splits; a real source effect passes both."""
+  from transferjax.evaluation import stats
+  rng = np.random.default_rng(0)
+  q, seeds, splits = 30, 3, 6
+  seed_noise = rng.normal(0, 0.01, (q, seeds, splits))
+  interaction = rng.normal(0, 1.0, (q, 1, splits))          # per (source, split)
+  only_split = interaction + seed_noise
+  runs_rel = stats.reliability(only_split)["spearman_brown"]
+  split_rel = stats.split_level_reliability(only_split)
+  assert runs_rel > 0.7                      # halves of runs share the splits
+  assert split_rel["spearman_brown"] < 0.5   # halves of splits do not
+  assert split_rel["num_halvings"] == 10     # C(6, 3) / 2 partitions, each once
+  real = rng.normal(0, 1.0, (q, 1, 1)) + 0.2 * interaction + seed_noise
+  assert stats.split_level_reliability(real)["spearman_brown"] > 0.9
+  one_split = stats.split_level_reliability(real[:, :, :1])
+  assert np.isnan(one_split["spearman_brown"]) and one_split["num_halvings"] == 0
+  with pytest.raises(EstimatorError, match="num_seeds, num_splits"):
+    stats.split_level_reliability(real[:, :, 0])

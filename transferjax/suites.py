@@ -234,7 +234,7 @@ def load_records(suite: Suite, workdir: str, *, partial: bool = False) -> list[d
 def _read_record(st: Setting, result, t0: float, quiet: bool = False) -> dict:
   """The leaderboard record of one setting from its ``study.StudyResult``."""
   import numpy as np
-  from transferjax.evaluation import diagnostic
+  from transferjax.evaluation import diagnostic, stats
   ev = result.evaluation
   runs = result.ground_truth["auc"]
   seconds = {"wall": round(time.time() - t0, 1), **(ev.get("seconds") or {})}
@@ -248,6 +248,8 @@ def _read_record(st: Setting, result, t0: float, quiet: bool = False) -> dict:
           "no_transfer": float(np.mean(result.ground_truth["no_transfer"])),
           "scores": result.mean_scores,
           "diagnostic": ev["diagnostic"],
+          "reliability_splits": stats.split_level_reliability(
+              np.asarray(runs, np.float64))["spearman_brown"],
           "ceiling_weighted_tau": (ev.get("ceiling") or {}).get("weighted_tau"),
           "workdir": result.config.workdir, "seconds": seconds}
 
@@ -306,7 +308,7 @@ def write_suite_outputs(suite: Suite, records: list[dict], result: dict,
                         out_dir: str) -> None:
   """leaderboard.md/.csv, settings.csv (diagnostics), suite.json and figures."""
   from transferjax import io as tio
-  from transferjax.evaluation import report, suite_board
+  from transferjax.evaluation import diagnostic, report, suite_board
   os.makedirs(out_dir, exist_ok=True)
   diag_rows = []
   for r in records:
@@ -322,6 +324,10 @@ def write_suite_outputs(suite: Suite, records: list[dict], result: dict,
         "gain_in_se": d["gain_to_noise_se"], "spread_in_se": d["spread_to_noise_se"],
         "split_half": d["split_half"], "reliability": d["reliability"],
         "informative": d["informative"],
+        "reliability_splits": r.get("reliability_splits", float("nan")),
+        "informative_splits": bool(d["gain_to_noise_se"] > diagnostic.GAIN_IN_SE
+                                   and r.get("reliability_splits", 0.0)
+                                   >= diagnostic.MIN_RELIABILITY),
         "ceiling_weighted_tau": r["ceiling_weighted_tau"],
         "minutes": round(r["seconds"].get("compute_first_run", 0.0) / 60, 1)})
   tio.write_csv(os.path.join(out_dir, "settings.csv"), diag_rows)
@@ -337,8 +343,12 @@ def write_suite_outputs(suite: Suite, records: list[dict], result: dict,
          if result.get("missing") else ""),
         "## Transfer-matters diagnostic per setting\n",
         "Informative: best-source gain > 2 SE of a source's mean and Spearman-Brown "
-        "split-half reliability >= 0.8. Gains are in the ground-truth metric "
-        "(AUC for binary targets, top-1 accuracy for multi-class ones).\n",
+        "split-half reliability >= 0.8 (halves of the runs). "
+        "`reliability_splits` / `informative_splits`: the same with halves of "
+        "the *splits* (all seeds of a split in one half), the stricter check that "
+        "the order of sources holds on another draw of the labeled images. Gains "
+        "are in the ground-truth metric (AUC for binary targets, top-1 accuracy "
+        "for multi-class ones).\n",
         report.leaderboard_markdown(diag_rows)]
   for role, b in result["boards"].items():
     d = b["top_two_diff"]

@@ -198,6 +198,58 @@ def rank_statistics(scores: Any, truth: Any, *,
   return out
 
 
+def split_level_reliability(auc: Any, *, max_halvings: int = 50,
+                            seed: int = 0) -> dict[str, Any]:
+  """Reliability of the per-source means over *labeled draws*, not runs.
+
+  ``reliability`` halves the pooled runs at random, so with several seeds per
+  split both halves nearly always hold runs of every split: it measures "other
+  fine-tuning seeds on the same labeled images". Here every split's runs (all
+  its seeds) go to the same half, so a source x split interaction (the order of
+  sources depends on which images are labeled) counts as noise. It is the
+  stricter of the two and the one that says whether the ranking of sources
+  would hold on another draw of the labeled set.
+
+  Args:
+    auc: ``[q, num_seeds, num_splits]`` scores per source, seed and split.
+    max_halvings: halvings of the splits to average; every halving is used
+      when there are at most this many, else a seeded random sample.
+    seed: NumPy seed of that sample.
+
+  Returns:
+    ``{"split_half", "spearman_brown", "num_halvings", "num_splits"}``: the mean
+    Spearman between the per-source means of two disjoint halves of the splits,
+    stepped up by Spearman-Brown to all splits; nan with fewer than 2 splits.
+  """
+  a = np.asarray(auc, dtype=np.float64)
+  if a.ndim != 3:
+    raise EstimatorError(f"auc must be [q, num_seeds, num_splits]; got shape {a.shape}.")
+  num_splits = a.shape[2]
+  nan = {"split_half": float("nan"), "spearman_brown": float("nan"),
+         "num_halvings": 0, "num_splits": num_splits}
+  if num_splits < 2:
+    return nan
+  half = num_splits // 2
+  # Halvings that hold split 0 in the first half: each partition once.
+  halvings = [c for c in itertools.combinations(range(num_splits), half) if 0 in c]
+  if len(halvings) > max_halvings:
+    rng = np.random.default_rng(seed)
+    halvings = [halvings[i] for i in rng.choice(len(halvings), max_halvings,
+                                                replace=False)]
+  rs = []
+  for first in halvings:
+    second = [p for p in range(num_splits) if p not in first][:half]
+    r = sps.spearmanr(a[:, :, list(first)].mean(axis=(1, 2)),
+                      a[:, :, second].mean(axis=(1, 2)))[0]
+    if np.isfinite(r):
+      rs.append(float(r))
+  if not rs:
+    return nan
+  r = float(np.mean(rs))
+  return {"split_half": r, "spearman_brown": 2 * r / (1 + r) if r > -1 else float("nan"),
+          "num_halvings": len(rs), "num_splits": num_splits}
+
+
 def reliability(auc: Any, *, num_halvings: int = 50, seed: int = 0,
                 min_split_half: float = 0.3) -> dict[str, Any]:
   """Is the ground truth itself able to rank the sources? Spread vs noise.
