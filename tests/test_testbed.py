@@ -158,3 +158,23 @@ def test_split_level_reliability_counts_source_by_split_interaction_as_noise():
   assert np.isnan(one_split["spearman_brown"]) and one_split["num_halvings"] == 0
   with pytest.raises(EstimatorError, match="num_seeds, num_splits"):
     stats.split_level_reliability(real[:, :, 0])
+
+
+def test_informative_board_holds_only_informative_settings():
+  rng = np.random.default_rng(1)
+  recs = []
+  for i, informative in enumerate((True, False, True, True)):
+    truth = rng.normal(size=12)
+    recs.append({"zoo": "z", "target": f"t{i}", "role": ("dev", "confirm")[i % 2],
+                 "truth": truth, "ceiling_weighted_tau": 1.0,
+                 "diagnostic": {"informative": informative},
+                 "scores": {"good": truth + rng.normal(0, 0.1, 12),
+                            "noise": rng.normal(size=12)}})
+  res = suite_board.leaderboard(recs, ["good", "noise"], pool_size=6, num_pools=8)
+  assert res["boards"]["informative"]["settings"] == ["t0@z", "t2@z", "t3@z"]
+  assert res["boards"]["informative"]["board"][0]["method"] == "good"
+  assert suite_board.board_settings(recs, "confirm") == [1, 3]
+  for r in recs[2:]:
+    r["diagnostic"]["informative"] = False          # one left: no board to bootstrap
+  assert "informative" not in suite_board.leaderboard(
+      recs, ["good", "noise"], pool_size=6, num_pools=8)["boards"]

@@ -88,6 +88,22 @@ def bootstrap_mean_ci(x: np.ndarray, *, num_boot: int = 2000, seed: int = 0):
   return r["lo"], r["hi"]
 
 
+# Boards: every setting, each role, and the settings where transfer demonstrably
+# matters (the diagnostic's verdict): a method's rank there is the one that counts,
+# because on the others the ground truth cannot order the sources.
+BOARDS = ("all", "dev", "confirm", "informative")
+
+
+def board_settings(records: Sequence[Mapping[str, Any]], role: str) -> list[int]:
+  """Indices of the records on board ``role`` (one of ``BOARDS``)."""
+  if role == "all":
+    return list(range(len(records)))
+  if role == "informative":
+    return [i for i, r in enumerate(records)
+            if (r.get("diagnostic") or {}).get("informative")]
+  return [i for i, r in enumerate(records) if r["role"] == role]
+
+
 def leaderboard(records: Sequence[Mapping[str, Any]], methods: Sequence[str], *,
                 pool_size: int = 10, num_pools: int = 100) -> dict[str, Any]:
   """Rows per method (all settings and per role), per-setting rows, and the paired
@@ -107,9 +123,10 @@ def leaderboard(records: Sequence[Mapping[str, Any]], methods: Sequence[str], *,
                    "regret": st["regret"], "subpool_tau_mean": float(np.nanmean(taus)),
                    "ceiling_weighted_tau": r["ceiling_weighted_tau"]})
   boards = {}
-  for role in ("all", "dev", "confirm"):
-    keep = [i for i, r in enumerate(records) if role == "all" or r["role"] == role]
-    if not keep:
+  for role in BOARDS:
+    keep = board_settings(records, role)
+    # A board of one setting has no second setting to bootstrap over.
+    if not keep or (role == "informative" and len(keep) < 2):
       continue
     board = []
     for m in methods:
@@ -142,7 +159,7 @@ def leaderboard(records: Sequence[Mapping[str, Any]], methods: Sequence[str], *,
 def compare(result: Mapping[str, Any], records: Sequence[Mapping[str, Any]],
             a: str, b: str, role: str = "all") -> dict[str, float]:
   """Paired bootstrap of method ``a`` minus ``b`` on the settings of ``role``."""
-  keep = [i for i, r in enumerate(records) if role == "all" or r["role"] == role]
+  keep = board_settings(records, role)
   ta = np.array([result["subpool_taus"][a][i] for i in keep])
   tb = np.array([result["subpool_taus"][b][i] for i in keep])
   return paired_bootstrap(ta, tb)
