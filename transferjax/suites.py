@@ -325,9 +325,8 @@ def write_suite_outputs(suite: Suite, records: list[dict], result: dict,
         "split_half": d["split_half"], "reliability": d["reliability"],
         "informative": d["informative"],
         "reliability_splits": r.get("reliability_splits", float("nan")),
-        "informative_splits": bool(d["gain_to_noise_se"] > diagnostic.GAIN_IN_SE
-                                   and r.get("reliability_splits", 0.0)
-                                   >= diagnostic.MIN_RELIABILITY),
+        "informative_splits": diagnostic.is_informative(
+            d["best_gain"], d["noise_se"], r.get("reliability_splits", float("nan"))),
         "ceiling_weighted_tau": r["ceiling_weighted_tau"],
         "minutes": round(r["seconds"].get("compute_first_run", 0.0) / 60, 1)})
   tio.write_csv(os.path.join(out_dir, "settings.csv"), diag_rows)

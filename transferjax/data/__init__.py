@@ -18,7 +18,8 @@ from transferjax.data.tasks import (SourceTask, TargetSplit, tasks_from_json,
                                     tasks_to_json)
 
 __all__ = [
-    "DEFAULT_FRACTION", "DEFAULT_VAL_FRACTION", "Dataset", "SourceTask", "TargetSplit", "VALID_NAMES", "binary_task",
+    "DEFAULT_FRACTION", "DEFAULT_VAL_FRACTION", "Dataset", "SourceTask", "TargetSplit",
+    "VALID_NAMES", "binary_task",
     "combine_pools", "dataset_options", "display_name", "load_dataset",
     "load_target", "make_source_tasks", "paper_split", "resize_images",
     "split_class_counts", "split_sizes_report", "stratified_folds",

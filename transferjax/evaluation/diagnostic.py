@@ -34,6 +34,13 @@ MIN_RELIABILITY = 0.8
 GAIN_IN_SE = 2.0
 
 
+def is_informative(best_gain: float, noise_se: float, reliability: float) -> bool:
+  """The rule: ``best_gain > GAIN_IN_SE * noise_se`` and ``reliability >=
+  MIN_RELIABILITY`` (a nan reliability fails)."""
+  return bool(best_gain > GAIN_IN_SE * noise_se and np.isfinite(reliability)
+              and reliability >= MIN_RELIABILITY)
+
+
 def transfer_matters(auc: Any, no_transfer: Any, *, num_halvings: int = 50,
                      seed: int = 0) -> dict[str, Any]:
   """The diagnostic dict described in the module docstring.
@@ -71,8 +78,7 @@ def transfer_matters(auc: Any, no_transfer: Any, *, num_halvings: int = 50,
   nt_mean = float(nt.mean())
   reliability = float(rel["spearman_brown"])
   noise_se = float(rel["noise_se"])
-  informative = bool(gain > GAIN_IN_SE * noise_se and np.isfinite(reliability)
-                     and reliability >= MIN_RELIABILITY)
+  informative = is_informative(gain, noise_se, reliability)
   return {
       "best_source": best, "best_gain": gain,
       "best_gain_ci": [gain - half, gain + half],

@@ -10,8 +10,8 @@ import jax
 import numpy as np
 
 from transferjax import io as tio
-from transferjax.data import (DEFAULT_FRACTION, DEFAULT_VAL_FRACTION, load_target, paper_split,
-                              split_sizes_report)
+from transferjax.data import (DEFAULT_FRACTION, DEFAULT_VAL_FRACTION, load_target,
+                              paper_split, split_sizes_report)
 from transferjax.errors import CheckpointError, ConfigError
 from transferjax.scoring.informative import ranking_warnings
 from transferjax.scoring.methods import RankConfig
