@@ -23,11 +23,11 @@ import contextlib
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.sharding import PartitionSpec as P
 
 from transferjax.models import cnn
 from transferjax.train import engine
 from transferjax.train import step as step_lib
-from jax.sharding import PartitionSpec as P
 
 
 def conv_kernel_grad(x, g, kernel_shape):
