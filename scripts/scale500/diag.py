@@ -1,10 +1,26 @@
-"""Transfer-matters diagnostic and method tables of a finished study workdir: python scripts/scale500/diag.py WORKDIR [REFERENCE_evaluation.json]."""
-import json, sys
+"""Transfer-matters diagnostic and method tables of a finished study workdir.
+
+  python scripts/scale500/diag.py WORKDIR [REFERENCE_evaluation.json]
+
+Also writes WORKDIR/diagnostic.json: the library's registered diagnostic
+(`diagnostic.transfer_matters`) and, with 2+ splits, the split-level reliability.
+"""
+import json, os, sys
 import numpy as np
+from transferjax import io as tio
+from transferjax.evaluation import diagnostic, stats
 wd, ref = sys.argv[1], (sys.argv[2] if len(sys.argv) > 2 else None)
 t = json.load(open(f"{wd}/transfer.json"))
 auc = np.asarray(t["auc"], float)            # [q, seeds, splits]
 nt = np.asarray(t["no_transfer_runs"], float)  # [seeds, splits]
+d = diagnostic.transfer_matters(auc, nt)
+d["split_level"] = stats.split_level_reliability(auc)
+d["informative_splits"] = (diagnostic.is_informative(
+    d["best_gain"], d["noise_se"], d["split_level"]["spearman_brown"])
+    if d["split_level"]["num_splits"] >= 2 else None)
+print(diagnostic.format_line(d))
+print(f"split-level reliability: {d['split_level']}; informative by it: {d['informative_splits']}")
+tio.write_json(os.path.join(wd, "diagnostic.json"), d)
 q = auc.shape[0]; runs = auc.reshape(q, -1); ntr = nt.ravel(); R = runs.shape[1]
 mean = runs.mean(1); ntm = ntr.mean()
 best = int(np.argmax(mean))
