@@ -8,9 +8,7 @@ the mean fine-tuned AUC, a 95% percentile bootstrap interval over sources (1,000
 seed 0), and the ground truth's own ceiling (split-half Spearman of the runs). Writes
 OUT_PREFIX.csv, OUT_PREFIX.md and OUT_PREFIX.png.
 """
-import csv
 import glob
-import json
 import os
 import sys
 
@@ -20,25 +18,25 @@ import matplotlib.pyplot as plt
 import numpy as np
 from scipy import stats as sps
 
+from transferjax import io as tio
 from transferjax.evaluation import stats
 
 
 def spearman_with_ci(score, truth, rng, n_boot=1000):
   rho = sps.spearmanr(score, truth).statistic
-  idx = rng.integers(0, len(truth), size=(n_boot, len(truth)))
-  # Spearman of a resample = Pearson of the resample's ranks.
+  idx = rng.integers(0, len(truth), size=(n_boot, len(truth)))  # sources, with replacement
   boots = [sps.spearmanr(score[i], truth[i]).statistic for i in idx]
   lo, hi = np.nanpercentile(boots, [2.5, 97.5])
   return float(rho), float(lo), float(hi)
 
 
 def study_rows(name, wd):
-  t = json.load(open(os.path.join(wd, "transfer.json")))
+  t = tio.read_json(os.path.join(wd, "transfer.json"))
   auc = np.asarray(t["auc"], float)  # [q, seeds, splits]
   truth = auc.reshape(auc.shape[0], -1).mean(1)
   ceiling = stats.reliability(auc)["split_half"]["spearman"]
   files = sorted(glob.glob(os.path.join(wd, "scores", "split_*.json")))
-  scores = [json.load(open(p))["scores"] for p in files][:auc.shape[2]]
+  scores = [tio.read_json(p)["scores"] for p in files][:auc.shape[2]]
   rows = []
   for m in scores[0]:
     s = np.mean([np.asarray(d[m], float) for d in scores], 0)
@@ -53,22 +51,20 @@ def main(argv):
   out = argv[1]
   studies = [a.split("=", 1) for a in argv[2:]]
   rows = [r for name, wd in studies for r in study_rows(name, wd)]
-  with open(out + ".csv", "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=list(rows[0]))
-    w.writeheader()
-    w.writerows(rows)
+  tio.write_csv(out + ".csv", rows)
   names = [n for n, _ in studies]
   methods = list(dict.fromkeys(r["method"] for r in rows))
   by = {(r["study"], r["method"]): r for r in rows}
-  with open(out + ".md", "w") as f:
-    f.write("| method | " + " | ".join(f"{n}: Spearman (95% CI)" for n in names) + " |\n")
-    f.write("|---|" + "---|" * len(names) + "\n")
-    for m in methods:
-      f.write(f"| {m} | " + " | ".join(
-          f"{by[n, m]['spearman']:+.3f} ({by[n, m]['ci_low']:+.3f}..{by[n, m]['ci_high']:+.3f})"
-          for n in names) + " |\n")
-    f.write("| (ceiling: split-half of the truth) | " + " | ".join(
-        f"{by[n, methods[0]]['ceiling']:.3f}" for n in names) + " |\n")
+  md = ["| method | " + " | ".join(f"{n}: Spearman (95% CI)" for n in names) + " |",
+        "|---|" + "---|" * len(names)]
+  for m in methods:
+    md.append(f"| {m} | " + " | ".join(
+        f"{by[n, m]['spearman']:+.3f} ({by[n, m]['ci_low']:+.3f}..{by[n, m]['ci_high']:+.3f})"
+        for n in names) + " |")
+  md.append("| (ceiling: split-half of the truth) | " + " | ".join(
+      f"{by[n, methods[0]]['ceiling']:.3f}" for n in names) + " |")
+  md = "\n".join(md) + "\n"
+  tio.write_text(out + ".md", md)
   fig, ax = plt.subplots(figsize=(10, 5))
   width = 0.8 / len(names)
   x = np.arange(len(methods))
@@ -86,8 +82,8 @@ def main(argv):
   ax.set_title(f"Ranking {rows[0]['num_sources']} sources before transfer")
   ax.legend(loc="upper right", ncol=len(names))
   fig.tight_layout()
-  fig.savefig(out + ".png", dpi=120)
-  print(open(out + ".md").read())
+  tio.save_figure(fig, out + ".png")
+  print(md)
 
 
 if __name__ == "__main__":
